@@ -1,0 +1,403 @@
+package api
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/parleyhq/parley/internal/catalog"
+	"github.com/parleyhq/parley/internal/engine"
+	"github.com/parleyhq/parley/internal/flow"
+	"github.com/parleyhq/parley/internal/phone"
+	"github.com/parleyhq/parley/internal/store"
+)
+
+func (s *Server) adminRoutes() {
+	m := s.mux
+	const c = "/admin/v1/customers/{cid}"
+	const b = c + "/bots/{botKey}"
+	m.HandleFunc("GET /admin/v1/customers", s.admin(s.listCustomers))
+	m.HandleFunc("POST /admin/v1/customers", s.admin(s.createCustomer))
+	m.HandleFunc("GET "+c, s.admin(s.getCustomer))
+	m.HandleFunc("PATCH "+c, s.admin(s.updateCustomer))
+	m.HandleFunc("GET "+c+"/bots", s.admin(s.listBots))
+	m.HandleFunc("POST "+c+"/bots", s.admin(s.createBot))
+	m.HandleFunc("POST /admin/v1/bots", s.admin(s.createBotByName))
+	m.HandleFunc("GET "+b+"/keys", s.admin(s.listKeys))
+	m.HandleFunc("POST "+b+"/keys", s.admin(s.createKey))
+	m.HandleFunc("DELETE "+b+"/keys/{id}", s.admin(s.revokeKey))
+	m.HandleFunc("POST "+b+"/keys/{id}/regenerate", s.admin(s.regenerateKey))
+	m.HandleFunc("GET "+b+"/flows", s.admin(s.listFlows))
+	m.HandleFunc("POST "+b+"/flows", s.admin(s.importFlow))
+	m.HandleFunc("GET "+b+"/flows/{flowKey}", s.admin(s.exportFlow))
+	m.HandleFunc("POST /admin/v1/flows/validate", s.admin(s.validateFlow))
+	m.HandleFunc("GET /admin/v1/flow.schema.json", s.admin(func(w http.ResponseWriter, r *http.Request) *Error {
+		w.Header().Set("Content-Type", "application/schema+json")
+		_, _ = w.Write(flow.Schema)
+		return nil
+	}))
+	m.HandleFunc("GET "+b+"/runs/{runId}", s.admin(s.adminRun))
+	m.HandleFunc("POST "+b+"/sandbox/messages", s.admin(s.sandboxMessage))
+}
+
+func pathCustomer(r *http.Request) (int64, *Error) {
+	cid, err := strconv.ParseInt(r.PathValue("cid"), 10, 64)
+	if err != nil || cid <= 0 {
+		return 0, invalid("customer id %q is not a number", r.PathValue("cid"))
+	}
+	return cid, nil
+}
+
+// pathBot resolves the customer and bot of an admin path.
+func (s *Server) pathBot(r *http.Request) (store.Bot, *Error) {
+	cid, e := pathCustomer(r)
+	if e != nil {
+		return store.Bot{}, e
+	}
+	b, err := s.Store.Bot(r.Context(), cid, r.PathValue("botKey"))
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Bot{}, badBotOrCustomer()
+	}
+	if err != nil {
+		return store.Bot{}, s.storeError("bot", err)
+	}
+	return b, nil
+}
+
+func (s *Server) listCustomers(w http.ResponseWriter, r *http.Request) *Error {
+	cs, err := s.Store.Customers(r.Context())
+	if err != nil {
+		return s.storeError("customers", err)
+	}
+	writeOK(w, map[string]any{"customers": nonNil(cs)})
+	return nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func (s *Server) createCustomer(w http.ResponseWriter, r *http.Request) *Error {
+	var body struct {
+		Name string `json:"name"`
+	}
+	if e := decodeJSON(r, &body); e != nil {
+		return e
+	}
+	if strings.TrimSpace(body.Name) == "" {
+		return invalid("name is required")
+	}
+	c, err := s.Store.CreateCustomer(r.Context(), strings.TrimSpace(body.Name))
+	if err != nil {
+		return s.storeError("customer "+strconv.Quote(body.Name), err)
+	}
+	writeOK(w, c)
+	return nil
+}
+
+func (s *Server) getCustomer(w http.ResponseWriter, r *http.Request) *Error {
+	cid, e := pathCustomer(r)
+	if e != nil {
+		return e
+	}
+	c, err := s.Store.Customer(r.Context(), cid)
+	if err != nil {
+		return s.storeError("customer", err)
+	}
+	writeOK(w, c)
+	return nil
+}
+
+// updateCustomer sets account settings: {"http_rate": N} (HTTP-step calls per minute; null
+// for the server default).
+func (s *Server) updateCustomer(w http.ResponseWriter, r *http.Request) *Error {
+	cid, e := pathCustomer(r)
+	if e != nil {
+		return e
+	}
+	var body struct {
+		HTTPRate *int `json:"http_rate"`
+	}
+	if e := decodeJSON(r, &body); e != nil {
+		return e
+	}
+	if body.HTTPRate != nil && (*body.HTTPRate < 1 || *body.HTTPRate > 1_000_000) {
+		return invalid("http_rate must be from 1 to 1000000 calls per minute")
+	}
+	if err := s.Store.SetCustomerHTTPRate(r.Context(), cid, body.HTTPRate); err != nil {
+		return s.storeError("customer", err)
+	}
+	return s.getCustomer(w, r)
+}
+
+func (s *Server) listBots(w http.ResponseWriter, r *http.Request) *Error {
+	cid, e := pathCustomer(r)
+	if e != nil {
+		return e
+	}
+	bots, err := s.Store.Bots(r.Context(), cid)
+	if err != nil {
+		return s.storeError("bots", err)
+	}
+	writeOK(w, map[string]any{"bots": nonNil(bots)})
+	return nil
+}
+
+func (s *Server) createBot(w http.ResponseWriter, r *http.Request) *Error {
+	cid, e := pathCustomer(r)
+	if e != nil {
+		return e
+	}
+	var body struct {
+		Name string `json:"name"`
+	}
+	if e := decodeJSON(r, &body); e != nil {
+		return e
+	}
+	if strings.TrimSpace(body.Name) == "" {
+		return invalid("name is required")
+	}
+	if _, err := s.Store.Customer(r.Context(), cid); err != nil {
+		return s.storeError("customer", err)
+	}
+	nb, err := s.Auth.CreateBotFor(r.Context(), cid, strings.TrimSpace(body.Name))
+	if err != nil {
+		return s.storeError("bot", err)
+	}
+	writeOK(w, nb)
+	return nil
+}
+
+// createBotByName mirrors `parley bot create`: {"customer": NAME, "name": NAME}.
+func (s *Server) createBotByName(w http.ResponseWriter, r *http.Request) *Error {
+	var body struct {
+		Customer string `json:"customer"`
+		Name     string `json:"name"`
+	}
+	if e := decodeJSON(r, &body); e != nil {
+		return e
+	}
+	if strings.TrimSpace(body.Customer) == "" || strings.TrimSpace(body.Name) == "" {
+		return invalid("customer and name are required")
+	}
+	nb, err := s.Auth.CreateBot(r.Context(), body.Customer, body.Name)
+	if err != nil {
+		return s.storeError("bot", err)
+	}
+	writeOK(w, nb)
+	return nil
+}
+
+func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) *Error {
+	b, e := s.pathBot(r)
+	if e != nil {
+		return e
+	}
+	keys, err := s.Store.APIKeys(r.Context(), b.ID)
+	if err != nil {
+		return s.storeError("keys", err)
+	}
+	writeOK(w, map[string]any{"keys": keys})
+	return nil
+}
+
+func (s *Server) createKey(w http.ResponseWriter, r *http.Request) *Error {
+	b, e := s.pathBot(r)
+	if e != nil {
+		return e
+	}
+	k, err := s.Auth.CreateKey(r.Context(), b.CustomerID, b.Key)
+	if err != nil {
+		return s.storeError("key", err)
+	}
+	writeOK(w, k)
+	return nil
+}
+
+func pathKeyID(r *http.Request) (int64, *Error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return 0, invalid("key id %q is not a number", r.PathValue("id"))
+	}
+	return id, nil
+}
+
+func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) *Error {
+	b, e := s.pathBot(r)
+	if e != nil {
+		return e
+	}
+	id, e := pathKeyID(r)
+	if e != nil {
+		return e
+	}
+	if err := s.Auth.RevokeKey(r.Context(), b.CustomerID, b.Key, id); err != nil {
+		return s.storeError("key", err)
+	}
+	writeOK(w, map[string]any{"id": id, "revoked": true})
+	return nil
+}
+
+func (s *Server) regenerateKey(w http.ResponseWriter, r *http.Request) *Error {
+	b, e := s.pathBot(r)
+	if e != nil {
+		return e
+	}
+	id, e := pathKeyID(r)
+	if e != nil {
+		return e
+	}
+	k, err := s.Auth.RegenerateKey(r.Context(), b.CustomerID, b.Key, id)
+	if err != nil {
+		return s.storeError("key", err)
+	}
+	writeOK(w, k)
+	return nil
+}
+
+func (s *Server) listFlows(w http.ResponseWriter, r *http.Request) *Error {
+	b, e := s.pathBot(r)
+	if e != nil {
+		return e
+	}
+	fs, err := s.Store.Flows(r.Context(), b.ID)
+	if err != nil {
+		return s.storeError("flows", err)
+	}
+	writeOK(w, map[string]any{"flows": fs})
+	return nil
+}
+
+// flowError reports an invalid flow document with every problem found.
+func flowError(err error) *Error {
+	var verrs flow.ValidationErrors
+	if errors.As(err, &verrs) {
+		e := invalid("the flow is not valid: %s", verrs.Error())
+		e.Desc = "INVALID_FLOW"
+		return e
+	}
+	return nil
+}
+
+func readDoc(r *http.Request) ([]byte, *Error) {
+	doc, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, bodyError(err)
+	}
+	return doc, nil
+}
+
+func (s *Server) importFlow(w http.ResponseWriter, r *http.Request) *Error {
+	b, e := s.pathBot(r)
+	if e != nil {
+		return e
+	}
+	doc, e := readDoc(r)
+	if e != nil {
+		return e
+	}
+	rec, err := catalog.Import(r.Context(), s.Store, b.ID, doc)
+	if fe := flowError(err); fe != nil {
+		return fe
+	}
+	if err != nil {
+		return s.storeError("flow", err)
+	}
+	s.Engine.FlowChanged(b.ID, rec.Key)
+	writeOK(w, rec)
+	return nil
+}
+
+func (s *Server) exportFlow(w http.ResponseWriter, r *http.Request) *Error {
+	b, e := s.pathBot(r)
+	if e != nil {
+		return e
+	}
+	rec, err := s.Store.FlowByKey(r.Context(), b.ID, r.PathValue("flowKey"))
+	if err != nil {
+		return s.storeError("flow", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Flow-Version", strconv.Itoa(rec.Version))
+	_, _ = w.Write(rec.Document)
+	return nil
+}
+
+func (s *Server) validateFlow(w http.ResponseWriter, r *http.Request) *Error {
+	doc, e := readDoc(r)
+	if e != nil {
+		return e
+	}
+	_, err := flow.Parse(doc)
+	var verrs flow.ValidationErrors
+	if errors.As(err, &verrs) {
+		writeJSON(w, http.StatusBadRequest, map[string]any{
+			"status": Status{Code: CodeInvalidInput, Desc: "INVALID_FLOW", Details: verrs.Error()}, "errors": verrs})
+		return nil
+	}
+	writeOK(w, map[string]any{"valid": true})
+	return nil
+}
+
+func (s *Server) adminRun(w http.ResponseWriter, r *http.Request) *Error {
+	b, e := s.pathBot(r)
+	if e != nil {
+		return e
+	}
+	v, err := s.Engine.View(r.Context(), b.ID, r.PathValue("runId"))
+	if errors.Is(err, engine.ErrRunNotFound) {
+		return notFound("this bot has no run %q", r.PathValue("runId"))
+	}
+	if err != nil {
+		return s.storeError("run", err)
+	}
+	writeOK(w, v)
+	return nil
+}
+
+// sandboxMessage lets a tester speak as a user on the sandbox: {"channel_user_id" or
+// "phone", "text", "payload", "channel"}. It resumes waiting runs and starts flows from
+// button payloads exactly as a provider's webhook would.
+func (s *Server) sandboxMessage(w http.ResponseWriter, r *http.Request) *Error {
+	b, e := s.pathBot(r)
+	if e != nil {
+		return e
+	}
+	var body struct {
+		Phone   string `json:"phone"`
+		Text    string `json:"text"`
+		Payload string `json:"payload"`
+		Channel string `json:"channel"`
+	}
+	if e := decodeJSON(r, &body); e != nil {
+		return e
+	}
+	num, err := phone.Parse(body.Phone)
+	if err != nil {
+		return invalid("phone: %v", err)
+	}
+	if body.Text == "" && body.Payload == "" {
+		return invalid("text or payload is required")
+	}
+	ch := strings.ToLower(body.Channel)
+	if ch == "" {
+		ch = "whatsapp"
+	}
+	typ := "text"
+	if body.Payload != "" {
+		typ = "button"
+	}
+	res, err := s.Engine.Inbound(r.Context(), engine.Inbound{BotID: b.ID, CustomerID: b.CustomerID, Channel: ch,
+		ChannelUserID: num.Digits, Phone: num.E164, Type: typ, Text: body.Text, Payload: body.Payload})
+	if err != nil {
+		s.log.Error("sandbox message", "err", err)
+		return internalError()
+	}
+	writeOK(w, res)
+	return nil
+}

@@ -1,0 +1,333 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parleyhq/parley/internal/auth"
+	"github.com/parleyhq/parley/internal/channel"
+	"github.com/parleyhq/parley/internal/engine"
+	"github.com/parleyhq/parley/internal/flow"
+	"github.com/parleyhq/parley/internal/phone"
+	"github.com/parleyhq/parley/internal/store"
+)
+
+// Limits on what a trigger may carry.
+const (
+	maxTriggerAttrs    = 100
+	maxAttrValueLength = 4096
+	maxWait            = 60 * time.Second
+	defaultWait        = 30 * time.Second
+)
+
+// triggerInput is a trigger after decoding, before validation.
+type triggerInput struct {
+	channel string
+	phone   string
+	attrs   map[string]string
+}
+
+// triggerV1 starts a flow from query parameters; a body, which real integrations send
+// anyway, is ignored.
+func (s *Server) triggerV1(w http.ResponseWriter, r *http.Request, p auth.Principal) *Error {
+	in := triggerInput{attrs: map[string]string{}}
+	for name, vals := range r.URL.Query() {
+		v := vals[len(vals)-1]
+		switch name {
+		case "user.channel", "user_channel":
+			in.channel = v
+		case "user.phone_no", "user_phone_no":
+			in.phone = v
+		case "authorization", "wait", "wait_ms":
+		default:
+			if e := addAttr(in.attrs, name, v); e != nil {
+				return e
+			}
+		}
+	}
+	return s.trigger(w, r, p, in)
+}
+
+// triggerV2 starts a flow from a flat JSON object of attributes.
+func (s *Server) triggerV2(w http.ResponseWriter, r *http.Request, p auth.Principal) *Error {
+	var body map[string]any
+	if e := decodeJSON(r, &body); e != nil {
+		return e
+	}
+	if body == nil {
+		return invalid("the body must be a JSON object")
+	}
+	in := triggerInput{attrs: map[string]string{}}
+	for name, raw := range body {
+		v, e := scalar(name, raw)
+		if e != nil {
+			return e
+		}
+		switch name {
+		case "user.channel", "user_channel":
+			in.channel = v
+		case "user.phone_no", "user_phone_no":
+			in.phone = v
+		default:
+			if e := addAttr(in.attrs, name, v); e != nil {
+				return e
+			}
+		}
+	}
+	return s.trigger(w, r, p, in)
+}
+
+// scalar turns a JSON value into an attribute value. Nested objects and arrays are
+// refused rather than flattened: flat attributes are what flows read.
+func scalar(name string, v any) (string, *Error) {
+	switch v := v.(type) {
+	case nil:
+		return "", nil
+	case string:
+		return v, nil
+	case json.Number:
+		return v.String(), nil
+	case bool:
+		return strconv.FormatBool(v), nil
+	}
+	return "", invalid("attribute %q: nested objects and arrays are not accepted; send flat \"name\": value pairs (string, number or boolean)", name)
+}
+
+func addAttr(attrs map[string]string, name, v string) *Error {
+	if !flow.ValidAttributeName(name) {
+		return invalid("%q is not a valid attribute name: use letters, digits, _, - and . (at most 100)", name)
+	}
+	if len(v) > maxAttrValueLength {
+		return invalid("attribute %q is longer than %d characters", name, maxAttrValueLength)
+	}
+	if len(attrs) >= maxTriggerAttrs {
+		return invalid("more than %d attributes", maxTriggerAttrs)
+	}
+	attrs[name] = v
+	return nil
+}
+
+func (s *Server) trigger(w http.ResponseWriter, r *http.Request, p auth.Principal, in triggerInput) *Error {
+	ch := strings.ToLower(strings.TrimSpace(in.channel))
+	switch ch {
+	case "":
+		ch = channel.WhatsApp
+	case channel.WhatsApp, channel.RCS:
+	default:
+		return invalid("user.channel %q is not supported: use whatsapp or rcs", in.channel)
+	}
+	if strings.TrimSpace(in.phone) == "" {
+		return invalid("user.phone_no is required: the user's phone number with country code, e.g. 919876543210")
+	}
+	num, err := phone.Parse(in.phone)
+	if err != nil {
+		return invalid("user.phone_no: %v", err)
+	}
+	wait, e := waitParam(r.URL.Query())
+	if e != nil {
+		return e
+	}
+	in.attrs["user.channel"], in.attrs["user.phone_no"] = ch, num.E164
+	idem := strings.TrimSpace(r.Header.Get("Idempotency-Key"))
+	if idem == "" {
+		idem = strings.TrimSpace(in.attrs["operationid"])
+	}
+	if len(idem) > 200 {
+		return invalid("the idempotency key is longer than 200 characters")
+	}
+	v, err := s.Engine.Trigger(r.Context(), engine.TriggerRequest{
+		BotID: p.BotID, CustomerID: p.CustomerID, FlowKey: r.PathValue("flowKey"), Channel: ch,
+		Phone: num.E164, Digits: num.Digits, Attrs: in.attrs, IdempotencyKey: idem, Wait: wait,
+	})
+	if errors.Is(err, engine.ErrFlowNotFound) {
+		return errorf(http.StatusNotFound, CodeNotFound, "FLOW_NOT_FOUND", "this bot has no flow with key %q", r.PathValue("flowKey"))
+	}
+	if err != nil {
+		s.log.Error("trigger", "err", err)
+		return internalError()
+	}
+	writeOK(w, v)
+	return nil
+}
+
+// waitParam reads ?wait=true (wait up to 30 s) or ?wait_ms=N (at most 60 s).
+func waitParam(q url.Values) (time.Duration, *Error) {
+	if ms := q.Get("wait_ms"); ms != "" {
+		n, err := strconv.Atoi(ms)
+		if err != nil || n < 0 {
+			return 0, invalid("wait_ms must be a whole number of milliseconds")
+		}
+		return min(time.Duration(n)*time.Millisecond, maxWait), nil
+	}
+	switch strings.ToLower(q.Get("wait")) {
+	case "", "false", "0":
+		return 0, nil
+	case "true", "1":
+		return defaultWait, nil
+	}
+	return 0, invalid("wait must be true or false")
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request, p auth.Principal) *Error {
+	v, err := s.Engine.View(r.Context(), p.BotID, r.PathValue("runId"))
+	if errors.Is(err, engine.ErrRunNotFound) {
+		return notFound("this bot has no run %q", r.PathValue("runId"))
+	}
+	if err != nil {
+		s.log.Error("read run", "err", err)
+		return internalError()
+	}
+	writeOK(w, v)
+	return nil
+}
+
+// timestampLayout is the conversations API's time format, which public integrations parse.
+const timestampLayout = "2006-01-02 15:04:05.000-0700"
+
+func formatTime(t time.Time) string { return t.UTC().Format(timestampLayout) }
+
+type userJSON struct {
+	ChannelUserID string            `json:"channel_user_id"`
+	Channel       string            `json:"channel"`
+	Name          string            `json:"name"`
+	CreatedAt     string            `json:"created_at"`
+	CreatedAtMS   int64             `json:"created_at_ms"`
+	UpdatedAt     string            `json:"updated_at"`
+	UpdatedAtMS   int64             `json:"updated_at_ms"`
+	Attributes    map[string]string `json:"attributes"`
+}
+
+func toUserJSON(u store.User) userJSON {
+	return userJSON{ChannelUserID: u.ChannelUserID, Channel: u.Channel, Name: u.Attrs["user.user_name"],
+		CreatedAt: formatTime(u.CreatedAt), CreatedAtMS: u.CreatedAt.UnixMilli(),
+		UpdatedAt: formatTime(u.UpdatedAt), UpdatedAtMS: u.UpdatedAt.UnixMilli(), Attributes: u.Attrs}
+}
+
+// page reads page_number and page_size.
+func page(q url.Values, defSize, maxSize int) (number, size int, e *Error) {
+	number, size = 1, defSize
+	if v := q.Get("page_number"); v != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 {
+			return 0, 0, errorf(http.StatusBadRequest, CodeInvalidPage, "INVALID_PAGE_NUMBER",
+				"Please enter the correct page number. The page number in the API is a positive integer value starting with 1.")
+		}
+		number = n
+	}
+	if v := q.Get("page_size"); v != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 || n > maxSize {
+			return 0, 0, invalid("page_size must be a whole number from 1 to %d", maxSize)
+		}
+		size = n
+	}
+	return number, size, nil
+}
+
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, p auth.Principal) *Error {
+	q := r.URL.Query()
+	name, value := q.Get("attribute_name"), q.Get("attribute_value")
+	if name == "" || !q.Has("attribute_value") {
+		return invalid("attribute_name and attribute_value are required")
+	}
+	if !flow.ValidAttributeName(name) {
+		return invalid("%q is not a valid attribute name", name)
+	}
+	number, size, e := page(q, 100, 500)
+	if e != nil {
+		return e
+	}
+	users, total, err := s.Store.UsersByAttribute(r.Context(), p.BotID, name, value, size, (number-1)*size)
+	if err != nil {
+		s.log.Error("list users", "err", err)
+		return internalError()
+	}
+	out := make([]userJSON, len(users))
+	for i, u := range users {
+		out[i] = toUserJSON(u)
+	}
+	writeOK(w, map[string]any{"users": out, "page_number": number, "page_size": size, "total": total})
+	return nil
+}
+
+type messageJSON struct {
+	MessageID   string          `json:"message_id"`
+	Sender      string          `json:"sender"`
+	Channel     string          `json:"channel"`
+	Type        string          `json:"type"`
+	Text        string          `json:"text"`
+	Payload     json.RawMessage `json:"payload,omitempty"`
+	Status      string          `json:"status"`
+	Error       string          `json:"error,omitempty"`
+	ProviderID  string          `json:"provider_message_id,omitempty"`
+	RunID       string          `json:"run_id,omitempty"`
+	Timestamp   string          `json:"timestamp"`
+	TimestampMS int64           `json:"timestamp_ms"`
+}
+
+func toMessageJSON(m store.Message) messageJSON {
+	out := messageJSON{MessageID: strconv.FormatInt(m.ID, 10), Sender: m.Sender, Channel: m.Channel, Type: m.Type,
+		Text: m.Text, Status: m.Status, Error: m.Error, Timestamp: formatTime(time.UnixMilli(m.CreatedAt)), TimestampMS: m.CreatedAt}
+	if json.Valid(m.Payload) {
+		out.Payload = m.Payload
+	}
+	if m.ProviderID != nil {
+		out.ProviderID = *m.ProviderID
+	}
+	if m.RunID != nil {
+		out.RunID = *m.RunID
+	}
+	return out
+}
+
+func (s *Server) conversations(w http.ResponseWriter, r *http.Request, p auth.Principal) *Error {
+	q := r.URL.Query()
+	now := time.Now().UnixMilli()
+	from, to := int64(0), now
+	badDate := errorf(http.StatusBadRequest, CodeInvalidDate, "INVALID_INPUT_DATE_VALUE",
+		"The start_date and end_date values are the time in milliseconds and the end_date should be greater than start_date.")
+	for _, d := range []struct {
+		name string
+		dst  *int64
+	}{{"start_date", &from}, {"end_date", &to}} {
+		if v := strings.TrimSpace(q.Get(d.name)); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return badDate
+			}
+			*d.dst = n
+		}
+	}
+	if to < from {
+		return badDate
+	}
+	number, size, e := page(q, 500, 1000)
+	if e != nil {
+		return e
+	}
+	u, err := s.Store.UserByChannelID(r.Context(), p.BotID, strings.TrimPrefix(r.PathValue("channelUserId"), "+"))
+	if errors.Is(err, store.ErrNotFound) {
+		return badBotOrCustomer()
+	}
+	if err != nil {
+		s.log.Error("conversations: user", "err", err)
+		return internalError()
+	}
+	msgs, total, err := s.Store.Conversation(r.Context(), u.ID, from, to, size, (number-1)*size)
+	if err != nil {
+		s.log.Error("conversations", "err", err)
+		return internalError()
+	}
+	out := make([]messageJSON, len(msgs))
+	for i, m := range msgs {
+		out[i] = toMessageJSON(m)
+	}
+	writeOK(w, map[string]any{"channel_user_id": u.ChannelUserID, "conversations": out,
+		"page_number": number, "page_size": size, "total": total})
+	return nil
+}

@@ -1,0 +1,187 @@
+// Package app wires a Parley server together: store, migrations, job queue, engine, HTTP
+// API; and takes it apart again on shutdown without losing accepted work.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/riverqueue/river"
+
+	"github.com/parleyhq/parley/internal/api"
+	"github.com/parleyhq/parley/internal/auth"
+	"github.com/parleyhq/parley/internal/engine"
+	"github.com/parleyhq/parley/internal/queue"
+	"github.com/parleyhq/parley/internal/store"
+)
+
+// Config is the server's configuration.
+type Config struct {
+	Addr       string
+	DB         string
+	AdminToken string
+	// Demo seeds a demo customer, bot, key and flow and prints a curl that triggers it.
+	Demo bool
+	// Workers is how many runs execute at once.
+	Workers int
+	// Log receives the server's JSON logs.
+	Log *slog.Logger
+	// DemoOut receives the demo's instructions (stdout).
+	DemoOut io.Writer
+	// Ready, when set, receives the bound address once the server accepts connections.
+	Ready chan<- string
+}
+
+// Server is a running Parley.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	st     *store.Store
+	q      *queue.Queue
+	eng    *engine.Engine
+	api    *api.Server
+	http   *http.Server
+	ln     net.Listener
+	closed bool
+}
+
+// Open builds a server: opens and migrates the database, prepares the engine, the job
+// queue and the API. Nothing runs until Serve.
+func Open(ctx context.Context, cfg Config) (*Server, error) {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	st, err := store.Open(ctx, cfg.DB, store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, st: st}
+	if err := s.init(ctx); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) init(ctx context.Context) error {
+	if err := Migrate(ctx, s.st); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &queue.CleanupWorker{Store: s.st, IdempotencyWindow: engine.IdempotencyWindow, Log: s.log})
+	q, err := queue.New(s.st, queue.Config{
+		Workers:  workers,
+		Periodic: []*river.PeriodicJob{queue.CleanupJob(10 * time.Minute)},
+		Log:      s.log.With("component", "river"),
+	})
+	if err != nil {
+		return err
+	}
+	s.q = q
+	s.eng = engine.New(s.st, engine.Config{Workers: s.cfg.Workers, Log: s.log.With("component", "engine"), Registry: reg})
+	authSvc := auth.New(s.st, 0)
+	s.api = api.New(api.Deps{Store: s.st, Auth: authSvc, Engine: s.eng, Log: s.log.With("component", "http"),
+		Registry: reg, AdminToken: s.cfg.AdminToken, Ready: s.st.Ping})
+	if s.cfg.Demo {
+		if err := seedDemo(ctx, s.st, authSvc, s.cfg, s.cfg.DemoOut); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+	return nil
+}
+
+// Migrate applies Parley's and River's migrations.
+func Migrate(ctx context.Context, st *store.Store) error {
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	return queue.Migrate(ctx, st)
+}
+
+// Handler is the HTTP API (for tests and benchmarks that serve it themselves).
+func (s *Server) Handler() http.Handler { return s.api }
+
+// Engine is the flow engine.
+func (s *Server) Engine() *engine.Engine { return s.eng }
+
+// Store is the database.
+func (s *Server) Store() *store.Store { return s.st }
+
+// Serve runs until ctx ends, then shuts down gracefully: it stops taking requests, lets
+// requests in flight finish, lets the engine reach its next commit point with every run
+// in hand, and releases unfinished runs for the next owner.
+func (s *Server) Serve(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	if err := s.eng.Start(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	if err := s.q.Start(ctx); err != nil {
+		ln.Close()
+		return errors.Join(err, s.eng.Stop(context.Background()))
+	}
+	s.http = &http.Server{
+		Handler:           s.api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// Long enough for ?wait=true and an HTTP-step test call (60 s at most).
+		WriteTimeout:   90 * time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.log.Info("listening", "addr", ln.Addr().String(), "db", s.st.Dialect().String(), "instance", s.eng.InstanceID())
+	if s.cfg.Ready != nil {
+		s.cfg.Ready <- ln.Addr().String()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return errors.Join(err, s.shutdown())
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down")
+	return s.shutdown()
+}
+
+func (s *Server) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var errs []error
+	if err := s.http.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	if err := s.eng.Stop(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.q.Stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("queue stop: %w", err))
+	}
+	s.log.Info("stopped")
+	return errors.Join(errs...)
+}
+
+// Close releases the database.
+func (s *Server) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.st.Close()
+}

@@ -1,0 +1,41 @@
+// Package catalog stores a bot's flow documents: import (validate, key, version) and
+// export. The CLI, the admin API and the demo all import through it.
+package catalog
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/parleyhq/parley/internal/flow"
+	"github.com/parleyhq/parley/internal/store"
+)
+
+// NewFlowKey returns a random flow key: 32 uppercase hex characters.
+func NewFlowKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return strings.ToUpper(hex.EncodeToString(b[:]))
+}
+
+// Import validates doc and stores it as the next version of the bot's flow with the
+// document's key, or with a generated key when the document has none. The error is a
+// flow.ValidationErrors when the document is not valid.
+func Import(ctx context.Context, st *store.Store, botID int64, doc []byte) (store.FlowRecord, error) {
+	f, err := flow.Parse(doc)
+	if err != nil {
+		return store.FlowRecord{}, err
+	}
+	if f.Key == "" {
+		f.Key = NewFlowKey()
+	}
+	// Store the normalised document, so an export is a clean, importable file.
+	norm, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return store.FlowRecord{}, fmt.Errorf("encode flow: %w", err)
+	}
+	return st.SaveFlow(ctx, botID, f.Key, f.Name, norm)
+}

@@ -1,0 +1,325 @@
+// Package engine runs flows. It is the only place that moves a run forward, whether the
+// push comes from the API trigger, an inbound message, a timeout or recovery after a
+// crash.
+//
+// The runs table is the durable queue. Accepting a trigger commits the user and the run
+// (owned by this instance) and hands the run to an in-process worker, which executes nodes
+// in memory and commits at the points that matter: before an external effect that must
+// not repeat, after it, and when the run parks or ends. Commits from all workers go
+// through a group-commit batcher. Each instance heartbeats; runs owned by an instance
+// whose heartbeat stopped are claimed by the others (or by the same server after a
+// restart), and parked runs whose wake-up time came are claimed by whoever sweeps first.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parleyhq/parley/internal/channel"
+	"github.com/parleyhq/parley/internal/store"
+)
+
+// Config tunes an Engine. Zero values mean the defaults.
+type Config struct {
+	// InstanceID names this server among those sharing the database (random by default).
+	InstanceID string
+	// Workers is how many runs execute at once (default 64).
+	Workers int
+	// Heartbeat is how often the instance reports it is alive (default 2 s).
+	Heartbeat time.Duration
+	// Liveness is how long after its last heartbeat an instance is presumed dead and its
+	// runs are taken over (default 10 s).
+	Liveness time.Duration
+	// Sweep is how often parked runs that are due and orphaned runs are looked for
+	// (default 500 ms).
+	Sweep time.Duration
+	// MaxSteps bounds the nodes one run executes without waiting (default 1000), so a
+	// cycle through jumps cannot spin forever.
+	MaxSteps int
+	// BatchWriters and BatchSize tune the group commit (defaults: 1 writer on SQLite, 4 on
+	// PostgreSQL; 128 operations per commit).
+	BatchWriters, BatchSize int
+
+	Channels ChannelResolver
+	HTTP     HTTPCaller
+	Log      *slog.Logger
+	Registry prometheus.Registerer
+
+	// stepHook, when set (tests), runs after every committed step; returning an error
+	// stops the worker at once without writing anything more, as a crash would.
+	stepHook func(runID, node string) error
+}
+
+// ChannelResolver finds the sender serving a bot's channel.
+type ChannelResolver interface {
+	Sender(ctx context.Context, botID int64, channelName string) (channel.Sender, error)
+}
+
+// Engine executes runs.
+type Engine struct {
+	st    *store.Store
+	cfg   Config
+	log   *slog.Logger
+	batch *store.Batcher
+	flows *flowCache
+	m     *metrics
+
+	work    chan *run
+	started time.Time
+
+	waitMu  sync.Mutex
+	waiters map[string][]chan RunView
+
+	workMu   sync.RWMutex // guards closing work against enqueue
+	stopping bool
+	stopOnce sync.Once
+	cancel   context.CancelFunc
+	loops    sync.WaitGroup // heartbeat and sweeper
+	workers  sync.WaitGroup
+	crashed  chan struct{} // closed by a stepHook error: simulate a crash
+}
+
+// New returns an Engine; Start begins work.
+func New(st *store.Store, cfg Config) *Engine {
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = uuid.NewString()
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 64
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 2 * time.Second
+	}
+	if cfg.Liveness <= 0 {
+		cfg.Liveness = 10 * time.Second
+	}
+	if cfg.Sweep <= 0 {
+		cfg.Sweep = 500 * time.Millisecond
+	}
+	if cfg.MaxSteps <= 0 {
+		cfg.MaxSteps = 1000
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Channels == nil {
+		cfg.Channels = SandboxOnly{}
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	return &Engine{
+		st:      st,
+		cfg:     cfg,
+		log:     cfg.Log,
+		flows:   newFlowCache(st),
+		m:       newMetrics(cfg.Registry),
+		work:    make(chan *run, 1<<16),
+		waiters: map[string][]chan RunView{},
+		crashed: make(chan struct{}),
+	}
+}
+
+// InstanceID names this engine among the instances sharing the database.
+func (e *Engine) InstanceID() string { return e.cfg.InstanceID }
+
+// Start registers the instance and starts the workers, the heartbeat and the sweeper.
+func (e *Engine) Start(ctx context.Context) error {
+	e.started = time.Now()
+	if err := e.st.Heartbeat(ctx, e.cfg.InstanceID, e.started.UnixMilli(), e.started.UnixMilli()); err != nil {
+		return fmt.Errorf("start engine: %w", err)
+	}
+	e.batch = e.st.NewBatcher(e.cfg.BatchWriters, e.cfg.BatchSize)
+	loopCtx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	for range e.cfg.Workers {
+		e.workers.Add(1)
+		go e.worker()
+	}
+	e.loops.Add(2)
+	go e.heartbeatLoop(loopCtx)
+	go e.sweepLoop(loopCtx)
+	return nil
+}
+
+// Stop finishes the runs in hand (each up to its next commit point), releases the rest to
+// other instances and deregisters. Nothing accepted is lost: unfinished runs stay in the
+// database and are resumed by whoever claims them.
+func (e *Engine) Stop(ctx context.Context) error {
+	var err error
+	e.stopOnce.Do(func() {
+		if e.cancel == nil {
+			return
+		}
+		e.cancel()
+		e.loops.Wait()
+		e.workMu.Lock()
+		e.stopping = true
+		close(e.work)
+		e.workMu.Unlock()
+		done := make(chan struct{})
+		go func() { e.workers.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("stop engine: workers still busy: %w", ctx.Err())
+		}
+		e.batch.Close()
+		select {
+		case <-e.crashed:
+			return // a simulated crash leaves everything as a killed process would
+		default:
+		}
+		bg := context.Background()
+		err = errors.Join(err, e.st.ReleaseRuns(bg, e.cfg.InstanceID),
+			e.st.RemoveInstance(bg, e.cfg.InstanceID, time.Now().Add(-time.Hour).UnixMilli()))
+	})
+	return err
+}
+
+func (e *Engine) heartbeatLoop(ctx context.Context) {
+	defer e.loops.Done()
+	t := time.NewTicker(e.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.crashed:
+			return
+		case now := <-t.C:
+			if err := e.st.Heartbeat(ctx, e.cfg.InstanceID, e.started.UnixMilli(), now.UnixMilli()); err != nil && ctx.Err() == nil {
+				e.log.Error("heartbeat", "err", err)
+			}
+		}
+	}
+}
+
+func (e *Engine) sweepLoop(ctx context.Context) {
+	defer e.loops.Done()
+	t := time.NewTicker(e.cfg.Sweep)
+	defer t.Stop()
+	for {
+		if n, err := e.sweep(ctx); err != nil && ctx.Err() == nil {
+			e.log.Error("sweep", "err", err)
+		} else if n > 0 {
+			e.log.Info("claimed runs", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.crashed:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sweep claims due and orphaned runs and queues them for the workers.
+func (e *Engine) sweep(ctx context.Context) (int, error) {
+	const limit = 256
+	now := time.Now()
+	due, err := e.st.ClaimDueRuns(ctx, e.cfg.InstanceID, now.UnixMilli(), limit)
+	if err != nil {
+		return 0, err
+	}
+	orphans, err := e.st.ClaimOrphanRuns(ctx, e.cfg.InstanceID, now.UnixMilli(), now.Add(-e.cfg.Liveness).UnixMilli(), limit)
+	if err != nil {
+		return 0, err
+	}
+	ids := append(due, orphans...)
+	for _, id := range ids {
+		r, err := e.loadRun(ctx, id)
+		if err != nil {
+			e.log.Error("load claimed run", "run", id, "err", err)
+			continue
+		}
+		e.enqueue(r)
+	}
+	return len(ids), nil
+}
+
+func (e *Engine) enqueue(r *run) {
+	e.workMu.RLock()
+	defer e.workMu.RUnlock()
+	if e.stopping {
+		return // stays owned in the database; Stop releases it for the next owner
+	}
+	e.m.queued.Inc()
+	e.work <- r
+}
+
+func (e *Engine) worker() {
+	defer e.workers.Done()
+	for r := range e.work {
+		e.m.queued.Dec()
+		select {
+		case <-e.crashed:
+			continue // a crashed engine does nothing more
+		default:
+		}
+		e.execute(r)
+	}
+}
+
+// notify hands v to everyone waiting for the run to settle.
+func (e *Engine) notify(runID string, v RunView) {
+	e.waitMu.Lock()
+	ws := e.waiters[runID]
+	delete(e.waiters, runID)
+	e.waitMu.Unlock()
+	for _, w := range ws {
+		w <- v // buffered: never blocks
+	}
+}
+
+func (e *Engine) subscribe(runID string) chan RunView {
+	ch := make(chan RunView, 1)
+	e.waitMu.Lock()
+	e.waiters[runID] = append(e.waiters[runID], ch)
+	e.waitMu.Unlock()
+	return ch
+}
+
+func (e *Engine) unsubscribe(runID string, ch chan RunView) {
+	e.waitMu.Lock()
+	defer e.waitMu.Unlock()
+	ws := e.waiters[runID]
+	for i, w := range ws {
+		if w == ch {
+			e.waiters[runID] = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(e.waiters[runID]) == 0 {
+		delete(e.waiters, runID)
+	}
+}
+
+type metrics struct {
+	started  prometheus.Counter
+	finished *prometheus.CounterVec
+	queued   prometheus.Gauge
+	steps    *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		started: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_runs_started_total", Help: "Runs accepted."}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_runs_finished_total",
+			Help: "Runs that ended, by status."}, []string{"status"}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{Name: "parley_runs_in_memory_queue",
+			Help: "Runs handed to this instance's workers and not yet picked up."}),
+		steps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_run_steps_total",
+			Help: "Nodes executed, by node type."}, []string{"type"}),
+	}
+	reg.MustRegister(m.started, m.finished, m.queued, m.steps)
+	return m
+}

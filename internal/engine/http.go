@@ -1,0 +1,87 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/parleyhq/parley/internal/flow"
+)
+
+// HTTPCaller makes the call of an http node (package httpstep, wired by the app): it
+// applies the account's rate limit, keeps the step's logs and sends alert mail.
+type HTTPCaller interface {
+	Call(ctx context.Context, call HTTPCall) HTTPResult
+}
+
+// HTTPCall is one execution of an http node.
+type HTTPCall struct {
+	CustomerID int64
+	BotID      int64
+	FlowID     int64
+	FlowKey    string
+	RunID      string
+	Node       *flow.HTTPNode
+	Lookup     flow.Lookup
+}
+
+// HTTPResult is what the engine needs back: whether the call failed (and why), the
+// status, and the JSON response's leaves for {{node.path}} and save.
+type HTTPResult struct {
+	Failed bool
+	Error  string
+	Status int
+	Leaves map[string]string
+}
+
+// idempotentMethod reports whether repeating a call is harmless, so a call interrupted by
+// a crash may be made again rather than reported as failed.
+func idempotentMethod(m string) bool {
+	switch m {
+	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE":
+		return true
+	}
+	return false
+}
+
+func (e *Engine) httpStep(ctx context.Context, r *run, f *compiledFlow, n *flow.HTTPNode, lookup flow.Lookup) outcome {
+	now := time.Now()
+	var res HTTPResult
+	p := r.st.Pending
+	switch {
+	case e.cfg.HTTP == nil:
+		res = HTTPResult{Failed: true, Error: "HTTP steps are not enabled on this server"}
+	case p != nil && p.Kind == effectHTTP && p.Step == r.st.Step && !idempotentMethod(n.Method):
+		res = HTTPResult{Failed: true, Error: fmt.Sprintf("interrupted by a restart; the %s may have reached the server and is not repeated", n.Method)}
+	default:
+		if !idempotentMethod(n.Method) {
+			// Record the call as started, so a crash during it is not followed by a second call.
+			r.st.Pending = &pendingEffect{Kind: effectHTTP, Node: n.ID, Step: r.st.Step}
+			if err := e.commit(ctx, r, true); err != nil {
+				return e.commitFailed(r, err)
+			}
+		}
+		res = e.cfg.HTTP.Call(ctx, HTTPCall{CustomerID: r.customerID, BotID: r.rec.BotID, FlowID: f.id, FlowKey: f.key,
+			RunID: r.rec.ID, Node: n, Lookup: lookup})
+	}
+	r.st.Pending = nil
+	if r.st.Results == nil {
+		r.st.Results = map[string]*nodeResult{}
+	}
+	r.st.Results[n.ID] = &nodeResult{Status: res.Status, Error: res.Error, Leaves: res.Leaves}
+	if res.Failed {
+		if n.StopOnFailure() {
+			return e.failStep(ctx, r, now, fmt.Sprintf("http node %s: %s", n.ID, res.Error))
+		}
+		r.record(now, "failed, continued")
+		r.st.Steps[len(r.st.Steps)-1].Error = res.Error
+		return goTo(r, n.Next)
+	}
+	for attr, path := range n.Save {
+		if v, ok := res.Leaves[path]; ok {
+			r.setAttr(attr, v)
+		}
+	}
+	r.record(now, fmt.Sprintf("HTTP %d", res.Status))
+	return goTo(r, n.Next)
+}

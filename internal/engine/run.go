@@ -1,0 +1,423 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parleyhq/parley/internal/flow"
+	"github.com/parleyhq/parley/internal/store"
+)
+
+// state is what a run remembers between commits, stored as JSON in runs.state.
+type state struct {
+	// Step counts the nodes executed; a message produced at step N is unique per run, so
+	// replaying a step after a crash cannot store or send it twice.
+	Step  int          `json:"step"`
+	Steps []stepRecord `json:"steps,omitempty"`
+	// Results holds what each http node returned, for {{node.path}} references.
+	Results map[string]*nodeResult `json:"results,omitempty"`
+	// Wait says why a waiting run is parked.
+	Wait *waitState `json:"wait,omitempty"`
+	// Reply is the user's answer that resumed an input node.
+	Reply *string `json:"reply,omitempty"`
+	// Pending is an external effect committed as started but not yet as finished.
+	Pending *pendingEffect `json:"pending,omitempty"`
+}
+
+type stepRecord struct {
+	Node    string `json:"node"`
+	Type    string `json:"type"`
+	Outcome string `json:"outcome"`
+	Error   string `json:"error,omitempty"`
+	At      int64  `json:"at_ms"`
+}
+
+type nodeResult struct {
+	Status int               `json:"status,omitempty"`
+	Error  string            `json:"error,omitempty"`
+	Leaves map[string]string `json:"leaves,omitempty"`
+}
+
+// Wait kinds.
+const (
+	waitInput = "input" // an input node waits for the user
+	waitRetry = "retry" // a send waits to be retried
+)
+
+type waitState struct {
+	Kind    string `json:"kind"`
+	Node    string `json:"node"`
+	Attempt int    `json:"attempt,omitempty"`
+}
+
+// Effect kinds.
+const (
+	effectMessage = "message"
+	effectHTTP    = "http"
+)
+
+type pendingEffect struct {
+	Kind      string `json:"kind"`
+	Node      string `json:"node"`
+	Step      int    `json:"step"`
+	MessageID int64  `json:"message_id,omitempty"`
+}
+
+// maxStepRecords bounds the history kept in a run (long conversations loop through
+// input nodes); older steps are dropped.
+const maxStepRecords = 200
+
+// run is a run in memory, with the writes it owes the database at its next commit.
+type run struct {
+	rec        store.Run
+	st         state
+	flowKey    string
+	customerID int64
+	// The user, as loaded when the run was picked up plus this run's own changes.
+	channelUserID string
+	attrs         map[string]string
+	lastInbound   *time.Time
+
+	ops       []func(ctx context.Context, tx store.Tx) error
+	attrSet   map[string]string
+	attrClear map[string]bool
+	// resumedByTimeout is set when a due input node was claimed by the sweeper.
+	resumedByTimeout bool
+	// nodeType is the type of the node being executed, for the step history.
+	nodeType string
+}
+
+func (r *run) setAttr(name, value string) {
+	r.attrs[name] = value
+	if r.attrSet == nil {
+		r.attrSet = map[string]string{}
+	}
+	r.attrSet[name] = value
+	delete(r.attrClear, name)
+}
+
+func (r *run) clearAttr(name string) {
+	delete(r.attrs, name)
+	delete(r.attrSet, name)
+	if r.attrClear == nil {
+		r.attrClear = map[string]bool{}
+	}
+	r.attrClear[name] = true
+}
+
+func (r *run) record(now time.Time, status string) {
+	r.st.Step++
+	rec := stepRecord{Node: r.rec.Node, Type: r.nodeType, Outcome: status, At: now.UnixMilli()}
+	r.st.Steps = append(r.st.Steps, rec)
+	if len(r.st.Steps) > maxStepRecords {
+		r.st.Steps = r.st.Steps[len(r.st.Steps)-maxStepRecords:]
+	}
+}
+
+// lookup resolves {{name}}: an http node's results for "<node>.<path>" (and
+// "<node>.error", "<node>.status"), else a user attribute.
+func (r *run) lookup(f *flow.Flow) flow.Lookup {
+	return func(name string) (string, bool) {
+		if head, rest, ok := strings.Cut(name, "."); ok && f.IsHTTPNode(head) {
+			res := r.st.Results[head]
+			if res == nil {
+				return "", false
+			}
+			switch rest {
+			case "error":
+				return res.Error, res.Error != ""
+			case "status":
+				if res.Status == 0 {
+					return "", false
+				}
+				return strconv.Itoa(res.Status), true
+			}
+			v, ok := res.Leaves[rest]
+			return v, ok
+		}
+		v, ok := r.attrs[name]
+		return v, ok
+	}
+}
+
+// outcome of executing one node.
+type outcome int
+
+const (
+	proceed outcome = iota // r.rec.Node is the next node to run
+	settled                // the run parked or ended, and that is committed
+	aborted                // stop without writing: ownership lost or a simulated crash
+)
+
+var errFenced = errors.New("run taken over by another instance")
+
+// execute runs r until it parks, ends, or this instance loses it.
+func (e *Engine) execute(r *run) {
+	ctx := context.Background()
+	defer func() {
+		if p := recover(); p != nil {
+			e.log.Error("run panicked", "run", r.rec.ID, "node", r.rec.Node, "panic", p)
+			e.fail(ctx, r, "internal error while running node "+r.rec.Node)
+		}
+	}()
+	budget := e.cfg.MaxSteps
+	for {
+		f, err := e.flows.version(ctx, r.rec.FlowID, r.rec.FlowVersion)
+		if err != nil {
+			e.log.Error("load flow", "run", r.rec.ID, "err", err)
+			e.fail(ctx, r, "the flow could not be loaded")
+			return
+		}
+		r.flowKey = f.key
+		if r.rec.Node == "" {
+			e.complete(ctx, r)
+			return
+		}
+		node, ok := f.f.Node(r.rec.Node)
+		if !ok {
+			e.fail(ctx, r, fmt.Sprintf("node %q does not exist in flow %s version %d", r.rec.Node, f.key, f.version))
+			return
+		}
+		if budget--; budget < 0 {
+			e.fail(ctx, r, fmt.Sprintf("more than %d steps without waiting for the user (a jump loop?)", e.cfg.MaxSteps))
+			return
+		}
+		r.nodeType = node.NodeType()
+		e.m.steps.WithLabelValues(r.nodeType).Inc()
+		switch e.step(ctx, r, f, node) {
+		case settled, aborted:
+			return
+		}
+		if e.crashHook(r) {
+			return
+		}
+	}
+}
+
+// crashHook lets tests stop the engine between steps as a crash would.
+func (e *Engine) crashHook(r *run) bool {
+	if e.cfg.stepHook == nil {
+		return false
+	}
+	select {
+	case <-e.crashed:
+		return true
+	default:
+	}
+	if err := e.cfg.stepHook(r.rec.ID, r.rec.Node); err != nil {
+		e.crashOnce()
+		return true
+	}
+	return false
+}
+
+func (e *Engine) crashOnce() {
+	e.waitMu.Lock()
+	defer e.waitMu.Unlock()
+	select {
+	case <-e.crashed:
+	default:
+		close(e.crashed)
+	}
+}
+
+// goTo moves the run to next, or ends it when there is none.
+func goTo(r *run, next string) outcome {
+	r.rec.Node = next
+	return proceed
+}
+
+func (e *Engine) step(ctx context.Context, r *run, f *compiledFlow, node flow.Node) outcome {
+	now := time.Now()
+	lookup := r.lookup(f.f)
+	switch n := node.(type) {
+	case *flow.MessageNode:
+		if out, ok := e.sendContent(ctx, r, n.ID, render(n.Content, lookup)); !ok {
+			return out
+		}
+		r.record(now, "sent")
+		return goTo(r, n.Next)
+
+	case *flow.DecisionNode:
+		next, label := n.Else, "else"
+		for i := range n.Branches {
+			if n.Branches[i].When.Eval(lookup) {
+				next, label = n.Branches[i].Next, fmt.Sprintf("branch %d", i)
+				break
+			}
+		}
+		r.record(now, label)
+		return goTo(r, next)
+
+	case *flow.SetNode:
+		for name, v := range n.Set {
+			r.setAttr(name, flow.Render(v, lookup, flow.EscapeNone))
+		}
+		for _, name := range n.Clear {
+			r.clearAttr(name)
+		}
+		r.record(now, "set")
+		return goTo(r, n.Next)
+
+	case *flow.InputNode:
+		return e.input(ctx, r, n, lookup)
+
+	case *flow.HTTPNode:
+		return e.httpStep(ctx, r, f, n, lookup)
+
+	case *flow.JumpNode:
+		target, err := e.flows.current(ctx, r.rec.BotID, n.Flow)
+		if err != nil {
+			return e.failStep(ctx, r, now, fmt.Sprintf("jump: flow %q not found", n.Flow))
+		}
+		r.record(now, "jumped to "+target.key)
+		r.rec.FlowID, r.rec.FlowVersion, r.flowKey = target.id, target.version, target.key
+		return goTo(r, target.f.Start)
+
+	case *flow.EndNode:
+		r.record(now, "ended")
+		e.complete(ctx, r)
+		return settled
+	}
+	return e.failStep(ctx, r, now, fmt.Sprintf("node type %q cannot run", node.NodeType()))
+}
+
+func (e *Engine) failStep(ctx context.Context, r *run, now time.Time, reason string) outcome {
+	r.record(now, "failed")
+	r.st.Steps[len(r.st.Steps)-1].Error = reason
+	e.fail(ctx, r, reason)
+	return settled
+}
+
+// input parks the run until the user replies, or continues with the reply it was
+// resumed with, or follows on_timeout.
+func (e *Engine) input(ctx context.Context, r *run, n *flow.InputNode, lookup flow.Lookup) outcome {
+	now := time.Now()
+	if r.st.Reply != nil {
+		reply := *r.st.Reply
+		r.st.Reply = nil
+		if n.SaveAs != "" {
+			r.setAttr(n.SaveAs, reply)
+		}
+		r.record(now, "replied")
+		return goTo(r, n.Next)
+	}
+	if r.resumedByTimeout {
+		r.resumedByTimeout = false
+		r.record(now, "timed out")
+		if n.OnTimeout == "" {
+			e.complete(ctx, r)
+			return settled
+		}
+		return goTo(r, n.OnTimeout)
+	}
+	// Ask (once: a run resumed after a crash has the prompt stored at this step already).
+	if c := render(n.Content, lookup); c.Text != "" || c.Media != nil || c.Template != nil || c.Card != nil {
+		if out, ok := e.sendContent(ctx, r, n.ID, c); !ok {
+			return out
+		}
+	}
+	r.st.Wait = &waitState{Kind: waitInput, Node: n.ID}
+	r.rec.WakeAt = nil
+	if n.TimeoutSeconds > 0 {
+		at := now.Add(time.Duration(n.TimeoutSeconds) * time.Second).UnixMilli()
+		r.rec.WakeAt = &at
+	}
+	return e.park(ctx, r)
+}
+
+// park commits the run as waiting, owned by nobody.
+func (e *Engine) park(ctx context.Context, r *run) outcome {
+	r.rec.Status = store.RunWaiting
+	if err := e.commit(ctx, r, false); err != nil {
+		return e.commitFailed(r, err)
+	}
+	e.settle(r)
+	return settled
+}
+
+func (e *Engine) complete(ctx context.Context, r *run) {
+	r.rec.Status, r.rec.WakeAt, r.st.Wait = store.RunCompleted, nil, nil
+	if err := e.commit(ctx, r, false); err != nil {
+		e.commitFailed(r, err)
+		return
+	}
+	e.m.finished.WithLabelValues(store.RunCompleted).Inc()
+	e.settle(r)
+}
+
+func (e *Engine) fail(ctx context.Context, r *run, reason string) {
+	r.rec.Status, r.rec.Error, r.rec.WakeAt, r.st.Wait = store.RunFailed, reason, nil, nil
+	if err := e.commit(ctx, r, false); err != nil {
+		e.commitFailed(r, err)
+		return
+	}
+	e.m.finished.WithLabelValues(store.RunFailed).Inc()
+	e.settle(r)
+}
+
+func (e *Engine) commitFailed(r *run, err error) outcome {
+	if !errors.Is(err, errFenced) {
+		// The run stays owned by this live instance but out of memory; release it so the
+		// sweeper retries it from its last commit.
+		e.log.Error("commit run", "run", r.rec.ID, "err", err)
+		if rerr := e.st.ReleaseRun(context.Background(), r.rec.ID, e.cfg.InstanceID); rerr != nil {
+			e.log.Error("release run", "run", r.rec.ID, "err", rerr)
+		}
+	}
+	return aborted
+}
+
+// settle tells waiters the run reached a resting state.
+func (e *Engine) settle(r *run) {
+	e.notify(r.rec.ID, r.view())
+}
+
+// commit writes the run and the writes it owes. running=true keeps the run owned by this
+// instance (a mid-run commit before an external effect); otherwise the run is released.
+func (e *Engine) commit(ctx context.Context, r *run, running bool) error {
+	now := time.Now().UnixMilli()
+	rec := r.rec
+	rec.UpdatedAt = now
+	if running {
+		rec.Status = store.RunRunning
+	} else {
+		rec.Owner = nil
+	}
+	stateJSON, err := json.Marshal(r.st)
+	if err != nil {
+		return fmt.Errorf("encode run state: %w", err)
+	}
+	rec.State = stateJSON
+	ops, set := r.ops, r.attrSet
+	clear := make([]string, 0, len(r.attrClear))
+	for k := range r.attrClear {
+		clear = append(clear, k)
+	}
+	err = e.batch.Do(ctx, func(ctx context.Context, tx store.Tx) error {
+		ok, err := e.st.UpdateRun(ctx, tx, rec, e.cfg.InstanceID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errFenced
+		}
+		for _, op := range ops {
+			if err := op(ctx, tx); err != nil {
+				return err
+			}
+		}
+		return e.st.PatchUserAttrs(ctx, tx, r.rec.UserID, set, clear)
+	})
+	if err != nil {
+		return err
+	}
+	r.rec.Status, r.rec.Owner, r.rec.UpdatedAt = rec.Status, rec.Owner, now
+	r.ops, r.attrSet, r.attrClear = nil, nil, nil
+	return nil
+}

@@ -1,0 +1,124 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// Batcher commits many small write operations in few transactions ("group commit"):
+// under load every commit carries whatever operations queued up meanwhile, and at low
+// load an operation commits alone, at once. This is what lets the run table serve as a
+// durable queue at thousands of runs per second on one SQLite writer.
+type Batcher struct {
+	st      *Store
+	ops     chan *batchOp
+	maxOps  int
+	wg      sync.WaitGroup
+	closeMu sync.RWMutex
+	closed  bool
+}
+
+type batchOp struct {
+	fn   func(ctx context.Context, tx Tx) error
+	done chan error
+}
+
+// ErrClosed is returned by a Batcher that has been closed.
+var ErrClosed = errors.New("store: batcher closed")
+
+// NewBatcher starts writers goroutines (one suits SQLite's single writer; PostgreSQL
+// benefits from a few) that commit up to maxOps operations per transaction.
+func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
+	if writers <= 0 {
+		writers = 1
+		if s.dialect == Postgres {
+			writers = 4
+		}
+	}
+	if maxOps <= 0 {
+		maxOps = 128
+	}
+	b := &Batcher{st: s, ops: make(chan *batchOp, 4096), maxOps: maxOps}
+	for range writers {
+		b.wg.Add(1)
+		go b.loop()
+	}
+	return b
+}
+
+// Do runs fn inside a shared transaction and returns once that transaction committed (nil)
+// or fn's own error. fn may run twice (after another operation's failure rolled back the
+// shared transaction), so it must only touch the database and its own result variables.
+// Do always waits for the outcome, even if ctx ends, so a caller never mistakes a
+// committed operation for a lost one; ctx only bounds the statements.
+func (b *Batcher) Do(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
+	b.closeMu.RLock()
+	if b.closed {
+		b.closeMu.RUnlock()
+		return ErrClosed
+	}
+	op := &batchOp{fn: fn, done: make(chan error, 1)}
+	b.ops <- op
+	b.closeMu.RUnlock()
+	return <-op.done
+}
+
+// Close commits what is queued and stops the writers.
+func (b *Batcher) Close() {
+	b.closeMu.Lock()
+	if !b.closed {
+		b.closed = true
+		close(b.ops)
+	}
+	b.closeMu.Unlock()
+	b.wg.Wait()
+}
+
+func (b *Batcher) loop() {
+	defer b.wg.Done()
+	batch := make([]*batchOp, 0, b.maxOps)
+	for op := range b.ops {
+		batch = append(batch[:0], op)
+	drain:
+		for len(batch) < b.maxOps {
+			select {
+			case next, ok := <-b.ops:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, next)
+			default:
+				break drain
+			}
+		}
+		b.commit(batch)
+	}
+}
+
+func (b *Batcher) commit(batch []*batchOp) {
+	ctx := context.Background()
+	if len(batch) == 1 {
+		batch[0].done <- b.st.InTx(ctx, func(tx Tx) error { return batch[0].fn(ctx, tx) })
+		return
+	}
+	err := b.st.InTx(ctx, func(tx Tx) error {
+		for _, op := range batch {
+			if err := op.fn(ctx, tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		for _, op := range batch {
+			op.done <- nil
+		}
+		return
+	}
+	// One operation failed (or the commit did): give every operation its own transaction
+	// so each gets its own outcome; the failing one is expected to fail again.
+	for _, op := range batch {
+		op.done <- b.st.InTx(ctx, func(tx Tx) error { return op.fn(ctx, tx) })
+	}
+}

@@ -1,0 +1,365 @@
+// Package store holds all of Parley's SQL. One Store serves both engines: SQLite (the
+// default, embedded, one writer connection) and PostgreSQL (pgx, shared by many server
+// instances). Queries use $N placeholders, which both engines accept; the few statements
+// that differ live side by side in the entity files.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Dialect is the database engine behind a Store.
+type Dialect int
+
+// Dialects.
+const (
+	SQLite Dialect = iota
+	Postgres
+)
+
+func (d Dialect) String() string {
+	if d == Postgres {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// ErrNotFound is returned when a looked-up row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned when a unique value is already taken.
+var ErrConflict = errors.New("already exists")
+
+// Querier runs statements; it is satisfied by the store's pools and by transactions.
+type Querier interface {
+	Exec(ctx context.Context, query string, args ...any) (int64, error)
+	Query(ctx context.Context, query string, args ...any) (Rows, error)
+	QueryRow(ctx context.Context, query string, args ...any) Row
+}
+
+// Rows is a result set.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// Row is a single-row result; Scan returns ErrNotFound when there is none.
+type Row interface {
+	Scan(dest ...any) error
+}
+
+// Tx is a transaction. Driver returns the engine's own transaction (*sql.Tx on SQLite,
+// pgx.Tx on PostgreSQL) so the job queue can enqueue inside it.
+type Tx interface {
+	Querier
+	Driver() any
+}
+
+// Store is the database.
+type Store struct {
+	dialect Dialect
+
+	// SQLite: writes go through one connection (SQLite has one writer anyway, and a
+	// single connection avoids SQLITE_BUSY between our own transactions); reads use a
+	// pool of read-only connections, which WAL lets run beside the writer.
+	writer *sql.DB
+	reader *sql.DB
+
+	// PostgreSQL.
+	pool *pgxpool.Pool
+
+	w, r Querier
+}
+
+// Options tune how a Store is opened.
+type Options struct {
+	// MaxConns caps PostgreSQL connections (default 20) and SQLite readers (default 4).
+	MaxConns int
+}
+
+// IsPostgres reports whether dsn names a PostgreSQL database.
+func IsPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// Open connects to dsn: a postgres:// URL or a SQLite file path. It does not migrate.
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	if IsPostgres(dsn) {
+		return openPostgres(ctx, dsn, opts)
+	}
+	return openSQLite(ctx, dsn, opts)
+}
+
+func sqliteDSN(path string, readOnly bool) string {
+	q := url.Values{}
+	for _, p := range []string{
+		"journal_mode(WAL)",
+		"busy_timeout(10000)",
+		"synchronous(NORMAL)",
+		"foreign_keys(ON)",
+		"cache_size(-32000)",
+	} {
+		q.Add("_pragma", p)
+	}
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		// Take the write lock at BEGIN, so a transaction never fails to upgrade a read
+		// lock: with busy_timeout that makes concurrent writers (the CLI beside a running
+		// server) wait instead of failing.
+		q.Set("_txlock", "immediate")
+	}
+	return "file:" + path + "?" + q.Encode()
+}
+
+func openSQLite(ctx context.Context, path string, opts Options) (*Store, error) {
+	if path == "" {
+		path = "parley.db"
+	}
+	w, err := sql.Open("sqlite", sqliteDSN(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", sqliteDSN(path, true))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	n := opts.MaxConns
+	if n <= 0 {
+		n = 4
+	}
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	s := &Store{dialect: SQLite, writer: w, reader: r}
+	s.w, s.r = sqlQuerier{w}, sqlQuerier{r}
+	return s, nil
+}
+
+func openPostgres(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse postgres dsn: %w", err)
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = int32(opts.MaxConns)
+	} else if cfg.MaxConns < 20 {
+		cfg.MaxConns = 20
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect postgres: %w", err)
+	}
+	s := &Store{dialect: Postgres, pool: pool}
+	s.w, s.r = pgxQuerier{pool}, pgxQuerier{pool}
+	return s, nil
+}
+
+// Dialect reports the engine.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// Close releases every connection.
+func (s *Store) Close() error {
+	if s.pool != nil {
+		s.pool.Close()
+		return nil
+	}
+	return errors.Join(s.writer.Close(), s.reader.Close())
+}
+
+// Ping checks the database answers (readiness).
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return s.r.QueryRow(ctx, "SELECT 1").Scan(&one)
+}
+
+// SQLiteWriter returns the SQLite writer pool (for the job queue, which must share the
+// single writer connection), nil on PostgreSQL.
+func (s *Store) SQLiteWriter() *sql.DB { return s.writer }
+
+// PgxPool returns the PostgreSQL pool, nil on SQLite.
+func (s *Store) PgxPool() *pgxpool.Pool { return s.pool }
+
+// sqlDB returns a database/sql handle for tools that need one (migrations).
+func (s *Store) sqlDB() *sql.DB {
+	if s.pool != nil {
+		return stdlib.OpenDBFromPool(s.pool)
+	}
+	return s.writer
+}
+
+// InTx runs fn in a transaction, committing when it returns nil.
+func (s *Store) InTx(ctx context.Context, fn func(Tx) error) error {
+	if s.pool != nil {
+		tx, err := s.pool.Begin(ctx)
+		if err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+		if err := fn(pgxTx{pgxQuerier{tx}, tx}); err != nil {
+			_ = tx.Rollback(ctx)
+			return err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		return nil
+	}
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(sqlTx{sqlQuerier{tx}, tx}); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// database/sql adapter.
+
+type sqlRunner interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+type sqlQuerier struct{ db sqlRunner }
+
+func (q sqlQuerier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := q.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, translate(err)
+	}
+	return res.RowsAffected()
+}
+
+func (q sqlQuerier) Query(ctx context.Context, query string, args ...any) (Rows, error) {
+	rows, err := q.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, translate(err)
+	}
+	return sqlRows{rows}, nil
+}
+
+func (q sqlQuerier) QueryRow(ctx context.Context, query string, args ...any) Row {
+	return sqlRow{q.db.QueryRowContext(ctx, query, args...)}
+}
+
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { _ = r.Rows.Close() }
+
+type sqlRow struct{ row *sql.Row }
+
+func (r sqlRow) Scan(dest ...any) error { return translate(r.row.Scan(dest...)) }
+
+type sqlTx struct {
+	sqlQuerier
+	tx *sql.Tx
+}
+
+func (t sqlTx) Driver() any { return t.tx }
+
+// pgx adapter.
+
+type pgxRunner interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+type pgxQuerier struct{ db pgxRunner }
+
+func (q pgxQuerier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	tag, err := q.db.Exec(ctx, query, args...)
+	if err != nil {
+		return 0, translate(err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+func (q pgxQuerier) Query(ctx context.Context, query string, args ...any) (Rows, error) {
+	rows, err := q.db.Query(ctx, query, args...)
+	if err != nil {
+		return nil, translate(err)
+	}
+	return pgxRows{rows}, nil
+}
+
+func (q pgxQuerier) QueryRow(ctx context.Context, query string, args ...any) Row {
+	return pgxRow{q.db.QueryRow(ctx, query, args...)}
+}
+
+type pgxRows struct{ pgx.Rows }
+
+func (r pgxRows) Err() error { return translate(r.Rows.Err()) }
+
+type pgxRow struct{ row pgx.Row }
+
+func (r pgxRow) Scan(dest ...any) error { return translate(r.row.Scan(dest...)) }
+
+type pgxTx struct {
+	pgxQuerier
+	tx pgx.Tx
+}
+
+func (t pgxTx) Driver() any { return t.tx }
+
+// translate maps engine errors onto the store's sentinels.
+func translate(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrNoRows), errors.Is(err, pgx.ErrNoRows):
+		return ErrNotFound
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return fmt.Errorf("%w: %s", ErrConflict, pgErr.ConstraintName)
+	}
+	var sqErr *sqlite.Error
+	if errors.As(err, &sqErr) {
+		switch sqErr.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%w: %v", ErrConflict, err)
+		}
+	}
+	return err
+}
+
+// nowMS is the store's clock: Unix milliseconds, the unit of every time column.
+func nowMS() int64 { return time.Now().UnixMilli() }
+
+// Writer is the querier for writes outside a transaction.
+func (s *Store) Writer() Querier { return s.w }
+
+// Reader is the querier for reads that may lag a concurrent write.
+func (s *Store) Reader() Querier { return s.r }

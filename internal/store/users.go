@@ -1,0 +1,210 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// User is a person a bot talks to on a channel.
+type User struct {
+	ID            int64             `json:"-"`
+	BotID         int64             `json:"-"`
+	ChannelUserID string            `json:"channel_user_id"`
+	Channel       string            `json:"channel"`
+	Attrs         map[string]string `json:"attributes"`
+	LastInboundAt *time.Time        `json:"last_inbound_at,omitempty"`
+	CreatedAt     time.Time         `json:"created_at"`
+	UpdatedAt     time.Time         `json:"updated_at"`
+}
+
+// UserUpsert is a user to create or update.
+type UserUpsert struct {
+	BotID         int64
+	ChannelUserID string
+	Channel       string
+	// Attrs are merged over the stored ones.
+	Attrs map[string]string
+	// Defaults apply only where the user has no value yet (user.user_name).
+	Defaults map[string]string
+	// Inbound marks a message from the user, which opens WhatsApp's 24-hour window.
+	Inbound bool
+}
+
+func marshalAttrs(m map[string]string) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	b, err := json.Marshal(m)
+	if err != nil { // a map of strings always marshals
+		panic(err)
+	}
+	return string(b)
+}
+
+func unmarshalAttrs(s []byte) (map[string]string, error) {
+	m := map[string]string{}
+	if len(s) == 0 {
+		return m, nil
+	}
+	if err := json.Unmarshal(s, &m); err != nil {
+		return nil, fmt.Errorf("stored attributes: %w", err)
+	}
+	return m, nil
+}
+
+// UpsertUser creates the user or merges attributes into it, returning the stored user.
+func (s *Store) UpsertUser(ctx context.Context, q Querier, u UserUpsert) (User, error) {
+	now := nowMS()
+	var inbound *int64
+	if u.Inbound {
+		inbound = &now
+	}
+	query := `INSERT INTO users (bot_id, channel_user_id, channel, attrs, last_inbound_at, created_at, updated_at)
+		VALUES ($1, $2, $3, json_patch($4, $5), $6, $7, $7)
+		ON CONFLICT (bot_id, channel_user_id) DO UPDATE SET
+			channel = excluded.channel,
+			attrs = json_patch(json_patch($4, users.attrs), $5),
+			last_inbound_at = COALESCE(excluded.last_inbound_at, users.last_inbound_at),
+			updated_at = excluded.updated_at
+		RETURNING id, attrs, last_inbound_at, created_at`
+	if s.dialect == Postgres {
+		query = `INSERT INTO users (bot_id, channel_user_id, channel, attrs, last_inbound_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4::jsonb || $5::jsonb, $6, $7, $7)
+		ON CONFLICT (bot_id, channel_user_id) DO UPDATE SET
+			channel = excluded.channel,
+			attrs = $4::jsonb || users.attrs || $5::jsonb,
+			last_inbound_at = COALESCE(excluded.last_inbound_at, users.last_inbound_at),
+			updated_at = excluded.updated_at
+		RETURNING id, attrs::text, last_inbound_at, created_at`
+	}
+	out := User{BotID: u.BotID, ChannelUserID: u.ChannelUserID, Channel: u.Channel, UpdatedAt: msTime(now)}
+	var attrs []byte
+	var last *int64
+	var created int64
+	err := q.QueryRow(ctx, query, u.BotID, u.ChannelUserID, u.Channel, marshalAttrs(u.Defaults), marshalAttrs(u.Attrs), inbound, now).
+		Scan(&out.ID, &attrs, &last, &created)
+	if err != nil {
+		return User{}, fmt.Errorf("upsert user %s: %w", u.ChannelUserID, err)
+	}
+	if out.Attrs, err = unmarshalAttrs(attrs); err != nil {
+		return User{}, err
+	}
+	out.LastInboundAt, out.CreatedAt = msTimePtr(last), msTime(created)
+	return out, nil
+}
+
+// PatchUserAttrs sets and clears attributes of a user, leaving the others as they are
+// (so runs of the same user that touch different attributes do not undo each other).
+func (s *Store) PatchUserAttrs(ctx context.Context, q Querier, userID int64, set map[string]string, clear []string) error {
+	if len(set) == 0 && len(clear) == 0 {
+		return nil
+	}
+	var err error
+	if s.dialect == Postgres {
+		_, err = q.Exec(ctx, `UPDATE users SET attrs = (attrs || $2::jsonb) - $3::text[], updated_at = $4 WHERE id = $1`,
+			userID, marshalAttrs(set), clearList(clear), nowMS())
+	} else {
+		// A JSON merge patch removes members set to null.
+		patch := make(map[string]any, len(set)+len(clear))
+		for _, k := range clear {
+			patch[k] = nil
+		}
+		for k, v := range set {
+			patch[k] = v
+		}
+		b, _ := json.Marshal(patch)
+		_, err = q.Exec(ctx, `UPDATE users SET attrs = json_patch(attrs, $2), updated_at = $3 WHERE id = $1`, userID, string(b), nowMS())
+	}
+	if err != nil {
+		return fmt.Errorf("update attributes of user #%d: %w", userID, err)
+	}
+	return nil
+}
+
+func clearList(clear []string) []string {
+	if clear == nil {
+		return []string{}
+	}
+	return clear
+}
+
+const userCols = `id, bot_id, channel_user_id, channel, attrs, last_inbound_at, created_at, updated_at`
+
+func (s *Store) userCols() string {
+	if s.dialect == Postgres {
+		return strings.Replace(userCols, "attrs", "attrs::text", 1)
+	}
+	return userCols
+}
+
+func scanUser(r Row) (User, error) {
+	var u User
+	var attrs []byte
+	var last *int64
+	var created, updated int64
+	if err := r.Scan(&u.ID, &u.BotID, &u.ChannelUserID, &u.Channel, &attrs, &last, &created, &updated); err != nil {
+		return User{}, err
+	}
+	var err error
+	if u.Attrs, err = unmarshalAttrs(attrs); err != nil {
+		return User{}, err
+	}
+	u.LastInboundAt, u.CreatedAt, u.UpdatedAt = msTimePtr(last), msTime(created), msTime(updated)
+	return u, nil
+}
+
+// UserByChannelID returns a bot's user by channel user id.
+func (s *Store) UserByChannelID(ctx context.Context, botID int64, channelUserID string) (User, error) {
+	u, err := scanUser(s.r.QueryRow(ctx, `SELECT `+s.userCols()+` FROM users WHERE bot_id = $1 AND channel_user_id = $2`, botID, channelUserID))
+	if err != nil {
+		return User{}, fmt.Errorf("user %s: %w", channelUserID, err)
+	}
+	return u, nil
+}
+
+// UserByID returns a user by internal id.
+func (s *Store) UserByID(ctx context.Context, q Querier, id int64) (User, error) {
+	if q == nil {
+		q = s.r
+	}
+	u, err := scanUser(q.QueryRow(ctx, `SELECT `+s.userCols()+` FROM users WHERE id = $1`, id))
+	if err != nil {
+		return User{}, fmt.Errorf("user #%d: %w", id, err)
+	}
+	return u, nil
+}
+
+// UsersByAttribute pages through a bot's users whose attribute equals value, oldest
+// first, and counts them all.
+func (s *Store) UsersByAttribute(ctx context.Context, botID int64, name, value string, limit, offset int) ([]User, int, error) {
+	where := `bot_id = $1 AND json_extract(attrs, $2) = $3`
+	key := `$."` + name + `"` // attribute names cannot contain quotes (validated by callers)
+	args := []any{botID, key, value}
+	if s.dialect == Postgres {
+		where = `bot_id = $1 AND attrs @> $2::jsonb`
+		args = []any{botID, marshalAttrs(map[string]string{name: value})}
+	}
+	var total int
+	if err := s.r.QueryRow(ctx, `SELECT COUNT(*) FROM users WHERE `+where, args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("count users: %w", err)
+	}
+	n := len(args)
+	rows, err := s.r.Query(ctx, fmt.Sprintf(`SELECT %s FROM users WHERE %s ORDER BY id LIMIT $%d OFFSET $%d`, s.userCols(), where, n+1, n+2),
+		append(args, limit, offset)...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list users: %w", err)
+	}
+	defer rows.Close()
+	out := []User{}
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("list users: %w", err)
+		}
+		out = append(out, u)
+	}
+	return out, total, rows.Err()
+}
