@@ -12,7 +12,6 @@ import (
 	"github.com/parleyhq/parley/internal/api"
 )
 
-
 func TestPlatformAuth(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		users := botPath("v1.0", e.a) + "/users?attribute_name=x&attribute_value=y"

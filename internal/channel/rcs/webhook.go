@@ -102,12 +102,12 @@ func decodeBase64(s string) ([]byte, error) {
 
 // rbmEvent is a decoded UserMessage or UserEvent.
 type rbmEvent struct {
-	SenderPhoneNumber  string `json:"senderPhoneNumber"`
-	MessageID          string `json:"messageId"`
-	EventID            string `json:"eventId"`
-	EventType          string `json:"eventType"`
-	SendTime           string `json:"sendTime"`
-	AgentID            string `json:"agentId"`
+	SenderPhoneNumber  string  `json:"senderPhoneNumber"`
+	MessageID          string  `json:"messageId"`
+	EventID            string  `json:"eventId"`
+	EventType          string  `json:"eventType"`
+	SendTime           string  `json:"sendTime"`
+	AgentID            string  `json:"agentId"`
 	Text               *string `json:"text"`
 	SuggestionResponse *struct {
 		PostbackData string `json:"postbackData"`

@@ -85,7 +85,6 @@ func (c *Client) External() bool { return true }
 // Send posts c to the recipient. The Cloud API has no idempotency key, so
 // idempotencyKey is not sent; the engine's own record of the send guards retries.
 func (c *Client) Send(ctx context.Context, to channel.Recipient, content msg.Content, idempotencyKey string) (channel.Sent, error) {
-	_ = idempotencyKey
 	recipient := strings.TrimSpace(to.ChannelUserID)
 	if recipient == "" {
 		recipient = strings.TrimPrefix(strings.TrimSpace(to.Phone), "+")

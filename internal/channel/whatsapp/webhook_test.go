@@ -315,20 +315,28 @@ func TestParseWebhookMalformedMessageKeepsID(t *testing.T) {
 func TestParseWebhookContacts(t *testing.T) {
 	tests := []struct {
 		name, contacts, messages string
-		wantNames                []string
+		want                     []string // "name/user id" per message
 	}{
 		{"two messages, matched by wa_id out of order",
 			`{"profile":{"name":"B"},"wa_id":"2222"},{"profile":{"name":"A"},"wa_id":"1111"}`,
 			`{"from":"1111","id":"m1","type":"text","text":{"body":"x"}},{"from":"2222","id":"m2","type":"text","text":{"body":"y"}}`,
-			[]string{"A", "B"}},
+			[]string{"A/", "B/"}},
 		{"lone contact names a lone message with a different id",
 			`{"profile":{"name":"A"},"wa_id":"1111"}`,
 			`{"from":"9999","id":"m1","type":"text","text":{"body":"x"}}`,
-			[]string{"A"}},
+			[]string{"A/"}},
 		{"no match among several messages",
 			`{"profile":{"name":"A"},"wa_id":"1111"}`,
 			`{"from":"9999","id":"m1","type":"text","text":{"body":"x"}},{"from":"8888","id":"m2","type":"text","text":{"body":"y"}}`,
-			[]string{"", ""}},
+			[]string{"/", "/"}},
+		{"phone user whose contact also has a user id",
+			`{"profile":{"name":"A"},"wa_id":"1111","user_id":"IN.1"},{"profile":{"name":"B"},"wa_id":"2222","user_id":"IN.2"}`,
+			`{"from":"2222","id":"m1","type":"text","text":{"body":"x"}},{"from":"1111","id":"m2","type":"text","text":{"body":"y"}}`,
+			[]string{"B/IN.2", "A/IN.1"}},
+		{"username users matched by user id",
+			`{"profile":{"name":"A","username":"@a"},"user_id":"IN.1"},{"profile":{"name":"B","username":"@b"},"user_id":"IN.2"}`,
+			`{"from_user_id":"IN.2","id":"m1","type":"text","text":{"body":"x"}},{"from_user_id":"IN.1","id":"m2","type":"text","text":{"body":"y"}}`,
+			[]string{"B/IN.2", "A/IN.1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -336,12 +344,12 @@ func TestParseWebhookContacts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var names []string
+			var got []string
 			for _, m := range b.Messages {
-				names = append(names, m.Name)
+				got = append(got, m.Name+"/"+m.UserID)
 			}
-			if !reflect.DeepEqual(names, tt.wantNames) {
-				t.Errorf("names = %q, want %q", names, tt.wantNames)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("name/user id = %q, want %q", got, tt.want)
 			}
 		})
 	}

@@ -1,0 +1,347 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/parleyhq/parley/internal/catalog"
+	"github.com/parleyhq/parley/internal/store"
+	"github.com/parleyhq/parley/internal/store/storetest"
+)
+
+type bundle struct {
+	st    *store.Store
+	eng   *Engine
+	botID int64
+	cid   int64
+}
+
+func setup(t *testing.T, st *store.Store, cfg Config, flows ...string) *bundle {
+	t.Helper()
+	ctx := context.Background()
+	c, _, err := st.EnsureCustomer(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.CreateBot(ctx, c.ID, "00112233445566aa", "bot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range flows {
+		if _, err := catalog.Import(ctx, st, b.ID, []byte(f)); err != nil {
+			t.Fatalf("import: %v", err)
+		}
+	}
+	if cfg.Sweep == 0 {
+		cfg.Sweep = 20 * time.Millisecond
+	}
+	eng := New(st, cfg)
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Stop(context.Background()) })
+	return &bundle{st: st, eng: eng, botID: b.ID, cid: c.ID}
+}
+
+func (b *bundle) trigger(t *testing.T, flowKey, digits string, attrs map[string]string) RunView {
+	t.Helper()
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	attrs["user.phone_no"] = "+" + digits
+	v, err := b.eng.Trigger(context.Background(), TriggerRequest{BotID: b.botID, CustomerID: b.cid, FlowKey: flowKey,
+		Channel: "whatsapp", Phone: "+" + digits, Digits: digits, Attrs: attrs, Wait: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func (b *bundle) reply(t *testing.T, digits, text string) InboundResult {
+	t.Helper()
+	res, err := b.eng.Inbound(context.Background(), Inbound{BotID: b.botID, CustomerID: b.cid, Channel: "whatsapp",
+		ChannelUserID: digits, Phone: "+" + digits, Type: "text", Text: text})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// waitStatus polls until the run has the status.
+func (b *bundle) waitStatus(t *testing.T, runID, status string) RunView {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, err := b.eng.View(context.Background(), b.botID, runID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Status == status {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s is %s (%s), want %s", runID, v.Status, v.Error, status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (b *bundle) texts(t *testing.T, digits string) []string {
+	t.Helper()
+	u, err := b.st.UserByChannelID(context.Background(), b.botID, digits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := b.st.Conversation(context.Background(), u.ID, 0, time.Now().Add(time.Hour).UnixMilli(), 1000, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.Sender + ":" + m.Text
+	}
+	return out
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+const inputFlow = `{"key": "survey", "start": "ask", "nodes": [
+  {"id": "ask", "type": "input", "text": "Your email?", "save_as": "email", "timeout_seconds": 3600, "on_timeout": "late", "next": "thanks"},
+  {"id": "thanks", "type": "message", "text": "Thanks, {{email}}", "next": "mark"},
+  {"id": "mark", "type": "set", "set": {"surveyed": "yes", "echo": "{{email}}!"}, "clear": ["tmp"], "next": "done"},
+  {"id": "late", "type": "message", "text": "Too late"},
+  {"id": "done", "type": "end"}]}`
+
+func TestInputParksAndResumes(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		b := setup(t, st, Config{}, inputFlow)
+		v := b.trigger(t, "survey", "919876543210", map[string]string{"tmp": "x"})
+		if v.Status != store.RunWaiting || v.WaitingFor != "input" || v.CurrentNode != "ask" {
+			t.Fatalf("after trigger: %+v", v)
+		}
+		res := b.reply(t, "919876543210", "a@b.io")
+		if res.Resumed != v.RunID {
+			t.Fatalf("reply resumed %q, want %s", res.Resumed, v.RunID)
+		}
+		done := b.waitStatus(t, v.RunID, store.RunCompleted)
+		if len(done.Steps) != 4 || done.Steps[0].Outcome != "replied" {
+			t.Fatalf("steps = %+v", done.Steps)
+		}
+		want := []string{"bot:Your email?", "user:a@b.io", "bot:Thanks, a@b.io"}
+		if got := b.texts(t, "919876543210"); !equal(got, want) {
+			t.Fatalf("conversation = %q, want %q", got, want)
+		}
+		u, _ := st.UserByChannelID(context.Background(), b.botID, "919876543210")
+		if u.Attrs["email"] != "a@b.io" || u.Attrs["surveyed"] != "yes" || u.Attrs["echo"] != "a@b.io!" || u.Attrs["tmp"] != "" {
+			t.Fatalf("attributes = %v", u.Attrs)
+		}
+		if _, had := u.Attrs["tmp"]; had {
+			t.Fatal("clear left the attribute in place")
+		}
+		// A later message with nothing waiting is stored and resumes nothing.
+		if res := b.reply(t, "919876543210", "hello?"); res.Resumed != "" {
+			t.Fatalf("resumed %s with nothing waiting", res.Resumed)
+		}
+	})
+}
+
+func TestInputTimeout(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		b := setup(t, st, Config{}, `{"key": "q", "start": "ask", "nodes": [
+  {"id": "ask", "type": "input", "text": "Quick!", "save_as": "x", "timeout_seconds": 1, "on_timeout": "late", "next": "done"},
+  {"id": "late", "type": "message", "text": "Too late"},
+  {"id": "done", "type": "end"}]}`)
+		v := b.trigger(t, "q", "919876543210", nil)
+		if v.Status != store.RunWaiting {
+			t.Fatalf("after trigger: %+v", v)
+		}
+		done := b.waitStatus(t, v.RunID, store.RunCompleted)
+		if done.Steps[0].Outcome != "timed out" {
+			t.Fatalf("steps = %+v", done.Steps)
+		}
+		if got := b.texts(t, "919876543210"); !equal(got, []string{"bot:Quick!", "bot:Too late"}) {
+			t.Fatalf("conversation = %q", got)
+		}
+		// A reply after the timeout resumes nothing.
+		if res := b.reply(t, "919876543210", "now"); res.Resumed != "" {
+			t.Fatal("a late reply resumed a finished run")
+		}
+	})
+}
+
+func TestJumpAndStepLimit(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		b := setup(t, st, Config{MaxSteps: 50},
+			`{"key": "first", "start": "hello", "nodes": [
+  {"id": "hello", "type": "message", "text": "one", "next": "go"},
+  {"id": "go", "type": "jump", "flow": "SECOND"}]}`,
+			`{"key": "second", "start": "m", "nodes": [{"id": "m", "type": "message", "text": "two"}]}`,
+			`{"key": "ping", "start": "j", "nodes": [{"id": "j", "type": "jump", "flow": "pong"}]}`,
+			`{"key": "pong", "start": "j", "nodes": [{"id": "j", "type": "jump", "flow": "ping"}]}`,
+			`{"key": "broken", "start": "j", "nodes": [{"id": "j", "type": "jump", "flow": "nowhere"}]}`)
+		v := b.trigger(t, "first", "919876543210", nil)
+		if v.Status != store.RunCompleted || v.FlowKey != "second" || len(v.Steps) != 3 {
+			t.Fatalf("jump run = %+v", v)
+		}
+		if got := b.texts(t, "919876543210"); !equal(got, []string{"bot:one", "bot:two"}) {
+			t.Fatalf("conversation = %q", got)
+		}
+		loop := b.trigger(t, "ping", "919876543211", nil)
+		if loop.Status != store.RunFailed || loop.Error == "" {
+			t.Fatalf("jump loop = %+v; want failed at the step limit", loop)
+		}
+		broken := b.trigger(t, "broken", "919876543212", nil)
+		if broken.Status != store.RunFailed || broken.Error != `jump: flow "nowhere" not found` {
+			t.Fatalf("broken jump = %+v", broken)
+		}
+	})
+}
+
+// fakeHTTP answers http nodes from a function and counts calls.
+type fakeHTTP struct {
+	calls atomic.Int32
+	fn    func(HTTPCall) HTTPResult
+}
+
+func (f *fakeHTTP) Call(_ context.Context, c HTTPCall) HTTPResult {
+	f.calls.Add(1)
+	return f.fn(c)
+}
+
+func TestHTTPNodeResultsAndFallback(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		h := &fakeHTTP{fn: func(c HTTPCall) HTTPResult {
+			if c.Node.ID == "bad" || c.Node.ID == "stop" {
+				return HTTPResult{Failed: true, Error: "HTTP 503 Service Unavailable", Status: 503}
+			}
+			return HTTPResult{Status: 200, Leaves: map[string]string{"customer.tier": "gold", "items.0.sku": "A1"}}
+		}}
+		b := setup(t, st, Config{HTTP: h}, `{"key": "h", "start": "crm", "nodes": [
+  {"id": "crm", "type": "http", "method": "GET", "url": "https://crm.example.com/x", "save": {"tier": "customer.tier", "nope": "missing.path"}, "next": "bad"},
+  {"id": "bad", "type": "http", "method": "POST", "url": "https://crm.example.com/y", "on_failure": "continue", "next": "say"},
+  {"id": "say", "type": "message", "text": "{{tier}} {{crm.items.0.sku}} {{crm.status}} [{{bad.error}}] {{bad.status}}", "next": "stop"},
+  {"id": "stop", "type": "http", "method": "GET", "url": "https://crm.example.com/z", "on_failure": "stop", "next": "never"},
+  {"id": "never", "type": "message", "text": "unreachable at run time"}]}`,
+			`{"key": "stopper", "start": "bad", "nodes": [
+  {"id": "bad", "type": "http", "method": "DELETE", "url": "https://crm.example.com/y", "on_failure": "stop", "next": "m"},
+  {"id": "m", "type": "message", "text": "no"}]}`)
+		v := b.trigger(t, "h", "919876543210", nil)
+		if v.Status != store.RunFailed || v.Error != "http node stop: HTTP 503 Service Unavailable" {
+			t.Fatalf("run = %+v; want failed at the stop node", v)
+		}
+		want := []string{"bot:gold A1 200 [HTTP 503 Service Unavailable] 503"}
+		if got := b.texts(t, "919876543210"); !equal(got, want) {
+			t.Fatalf("conversation = %q, want %q", got, want)
+		}
+		u, _ := st.UserByChannelID(context.Background(), b.botID, "919876543210")
+		if u.Attrs["tier"] != "gold" {
+			t.Fatalf("saved attribute: %v", u.Attrs)
+		}
+		if _, ok := u.Attrs["nope"]; ok {
+			t.Fatal("a missing path was saved")
+		}
+		if h.calls.Load() != 3 {
+			t.Fatalf("%d calls, want 3", h.calls.Load())
+		}
+		s := b.trigger(t, "stopper", "919876543211", nil)
+		if s.Status != store.RunFailed || s.Error != "http node bad: HTTP 503 Service Unavailable" {
+			t.Fatalf("stop on failure: %+v", s)
+		}
+	})
+}
+
+// TestCrashRecoveryExactlyOnce stops the engine abruptly between steps, like kill -9,
+// many times over, and shows a restarted engine finishes every run exactly once with no
+// message stored twice.
+func TestCrashRecoveryExactlyOnce(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		const runs = 60
+		flowDoc := `{"key": "multi", "start": "a", "nodes": [
+  {"id": "a", "type": "message", "text": "one", "next": "b"},
+  {"id": "b", "type": "set", "set": {"seen": "yes"}, "next": "c"},
+  {"id": "c", "type": "decision", "branches": [{"when": {"attribute": "seen", "op": "eq", "value": "yes"}, "next": "d"}], "else": "d"},
+  {"id": "d", "type": "message", "text": "two", "next": "ask"},
+  {"id": "ask", "type": "input", "text": "three?", "save_as": "answer", "next": "e"},
+  {"id": "e", "type": "message", "text": "four {{answer}}", "next": "f"},
+  {"id": "f", "type": "end"}]}`
+		var steps atomic.Int64
+		crashAfter := int64(runs * 2)
+		cfg := Config{InstanceID: "doomed", Liveness: 300 * time.Millisecond, Heartbeat: 50 * time.Millisecond,
+			stepHook: func(string, string) error {
+				if steps.Add(1) > crashAfter {
+					return errors.New("crash")
+				}
+				return nil
+			}}
+		b := setup(t, st, cfg, flowDoc)
+		ctx := context.Background()
+		ids := make([]string, runs)
+		for i := range runs {
+			digits := fmt.Sprintf("9198765%05d", i)
+			v, err := b.eng.Trigger(ctx, TriggerRequest{BotID: b.botID, CustomerID: b.cid, FlowKey: "multi", Channel: "whatsapp",
+				Phone: "+" + digits, Digits: digits, Attrs: map[string]string{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids[i] = v.RunID
+		}
+		// Wait for the crash, then stop the dead engine without any clean-up.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			select {
+			case <-b.eng.crashed:
+			default:
+				if time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				t.Fatal("the engine never crashed")
+			}
+			break
+		}
+		_ = b.eng.Stop(ctx)
+
+		// A new instance takes over once the dead one's heartbeat is stale, and finishes.
+		second := New(st, Config{InstanceID: "survivor", Liveness: 300 * time.Millisecond, Sweep: 20 * time.Millisecond})
+		if err := second.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer second.Stop(ctx)
+		b.eng = second
+		for i, id := range ids {
+			v := b.waitStatus(t, id, store.RunWaiting)
+			if v.CurrentNode != "ask" {
+				t.Fatalf("run %d waits at %s", i, v.CurrentNode)
+			}
+			b.reply(t, fmt.Sprintf("9198765%05d", i), "yes")
+		}
+		var wg sync.WaitGroup
+		for i, id := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b.waitStatus(t, id, store.RunCompleted)
+				want := []string{"bot:one", "bot:two", "bot:three?", "user:yes", "bot:four yes"}
+				if got := b.texts(t, fmt.Sprintf("9198765%05d", i)); !equal(got, want) {
+					t.Errorf("run %d conversation = %q, want %q", i, got, want)
+				}
+			}()
+		}
+		wg.Wait()
+	})
+}
