@@ -221,3 +221,13 @@ func (s *Store) RemoveInstance(ctx context.Context, id string, deadBefore int64)
 	}
 	return nil
 }
+
+// CountRuns counts runs by status (all runs when status is empty).
+func (s *Store) CountRuns(ctx context.Context, status string) (int, error) {
+	var n int
+	err := s.r.QueryRow(ctx, `SELECT COUNT(*) FROM runs WHERE $1 = '' OR status = $1`, status).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count runs: %w", err)
+	}
+	return n, nil
+}
