@@ -246,14 +246,17 @@ func (e *Engine) sweep(ctx context.Context) (int, error) {
 	return len(ids), nil
 }
 
-func (e *Engine) enqueue(r *run) {
+// enqueue hands r to the workers; false when the engine is stopping (a stored run then
+// stays in the database, and Stop releases it for the next owner).
+func (e *Engine) enqueue(r *run) bool {
 	e.workMu.RLock()
 	defer e.workMu.RUnlock()
 	if e.stopping {
-		return // stays owned in the database; Stop releases it for the next owner
+		return false
 	}
 	e.m.queued.Inc()
 	e.work <- r
+	return true
 }
 
 func (e *Engine) worker() {
@@ -262,7 +265,8 @@ func (e *Engine) worker() {
 		e.m.queued.Dec()
 		select {
 		case <-e.crashed:
-			continue // a crashed engine does nothing more
+			e.accepted(r, errAborted) // a crashed engine does nothing more
+			continue
 		default:
 		}
 		e.execute(r)

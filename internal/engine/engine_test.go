@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -266,55 +265,57 @@ func TestHTTPNodeResultsAndFallback(t *testing.T) {
 }
 
 // TestCrashRecoveryExactlyOnce stops the engine abruptly between steps, like kill -9,
-// many times over, and shows a restarted engine finishes every run exactly once with no
-// message stored twice.
+// while it resumes many runs, and shows a new engine finishes every run exactly once
+// with no message stored twice.
 func TestCrashRecoveryExactlyOnce(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		const runs = 60
 		flowDoc := `{"key": "multi", "start": "a", "nodes": [
   {"id": "a", "type": "message", "text": "one", "next": "b"},
-  {"id": "b", "type": "set", "set": {"seen": "yes"}, "next": "c"},
+  {"id": "b", "type": "set", "set": {"seen": "yes"}, "next": "ask"},
+  {"id": "ask", "type": "input", "text": "two?", "save_as": "answer", "next": "c"},
   {"id": "c", "type": "decision", "branches": [{"when": {"attribute": "seen", "op": "eq", "value": "yes"}, "next": "d"}], "else": "d"},
-  {"id": "d", "type": "message", "text": "two", "next": "ask"},
-  {"id": "ask", "type": "input", "text": "three?", "save_as": "answer", "next": "e"},
-  {"id": "e", "type": "message", "text": "four {{answer}}", "next": "f"},
-  {"id": "f", "type": "end"}]}`
+  {"id": "d", "type": "message", "text": "three {{answer}}", "next": "e"},
+  {"id": "e", "type": "set", "set": {"done": "yes"}, "next": "f"},
+  {"id": "f", "type": "message", "text": "four", "next": "g"},
+  {"id": "g", "type": "end"}]}`
+		var armed atomic.Bool
 		var steps atomic.Int64
-		crashAfter := int64(runs * 2)
 		cfg := Config{InstanceID: "doomed", Liveness: 300 * time.Millisecond, Heartbeat: 50 * time.Millisecond,
 			stepHook: func(string, string) error {
-				if steps.Add(1) > crashAfter {
+				if armed.Load() && steps.Add(1) > runs*2 {
 					return errors.New("crash")
 				}
 				return nil
 			}}
 		b := setup(t, st, cfg, flowDoc)
 		ctx := context.Background()
+		digits := func(i int) string { return fmt.Sprintf("9198765%05d", i) }
 		ids := make([]string, runs)
 		for i := range runs {
-			digits := fmt.Sprintf("9198765%05d", i)
-			v, err := b.eng.Trigger(ctx, TriggerRequest{BotID: b.botID, CustomerID: b.cid, FlowKey: "multi", Channel: "whatsapp",
-				Phone: "+" + digits, Digits: digits, Attrs: map[string]string{}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ids[i] = v.RunID
+			ids[i] = b.trigger(t, "multi", digits(i), nil).RunID
+			b.waitStatus(t, ids[i], store.RunWaiting)
 		}
-		// Wait for the crash, then stop the dead engine without any clean-up.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			select {
-			case <-b.eng.crashed:
-			default:
-				if time.Now().Before(deadline) {
-					time.Sleep(5 * time.Millisecond)
-					continue
-				}
-				t.Fatal("the engine never crashed")
-			}
-			break
+		// Every reply resumes a run; the engine dies partway through working them off.
+		armed.Store(true)
+		for i := range runs {
+			b.reply(t, digits(i), "yes")
 		}
-		_ = b.eng.Stop(ctx)
+		select {
+		case <-b.eng.crashed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the engine never crashed")
+		}
+		_ = b.eng.Stop(ctx) // no clean-up: a crashed engine leaves its runs owned
+		finished := 0
+		for _, id := range ids {
+			if v, _ := b.eng.View(ctx, b.botID, id); v.Status == store.RunCompleted {
+				finished++
+			}
+		}
+		if finished == runs {
+			t.Fatal("the crash came too late: every run had finished")
+		}
 
 		// A new instance takes over once the dead one's heartbeat is stale, and finishes.
 		second := New(st, Config{InstanceID: "survivor", Liveness: 300 * time.Millisecond, Sweep: 20 * time.Millisecond})
@@ -323,25 +324,56 @@ func TestCrashRecoveryExactlyOnce(t *testing.T) {
 		}
 		defer second.Stop(ctx)
 		b.eng = second
+		want := []string{"bot:one", "bot:two?", "user:yes", "bot:three yes", "bot:four"}
 		for i, id := range ids {
-			v := b.waitStatus(t, id, store.RunWaiting)
-			if v.CurrentNode != "ask" {
-				t.Fatalf("run %d waits at %s", i, v.CurrentNode)
+			v := b.waitStatus(t, id, store.RunCompleted)
+			if got := b.texts(t, digits(i)); !equal(got, want) {
+				t.Errorf("run %d conversation = %q, want %q (steps %+v)", i, got, want, v.Steps)
 			}
-			b.reply(t, fmt.Sprintf("9198765%05d", i), "yes")
 		}
-		var wg sync.WaitGroup
-		for i, id := range ids {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				b.waitStatus(t, id, store.RunCompleted)
-				want := []string{"bot:one", "bot:two", "bot:three?", "user:yes", "bot:four yes"}
-				if got := b.texts(t, fmt.Sprintf("9198765%05d", i)); !equal(got, want) {
-					t.Errorf("run %d conversation = %q, want %q", i, got, want)
+	})
+}
+
+// TestCrashBeforeAcceptLosesNothingAccepted: a trigger answered with success is durable;
+// one the crash interrupted reports an error and leaves nothing behind.
+func TestCrashBeforeAcceptLosesNothingAccepted(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		var steps atomic.Int64
+		b := setup(t, st, Config{InstanceID: "doomed", stepHook: func(string, string) error {
+			if steps.Add(1) > 25 {
+				return errors.New("crash")
+			}
+			return nil
+		}}, `{"key": "m", "start": "a", "nodes": [
+  {"id": "a", "type": "message", "text": "one", "next": "b"},
+  {"id": "b", "type": "message", "text": "two"}]}`)
+		ctx := context.Background()
+		var accepted []string
+		failed := 0
+		for i := range 30 {
+			d := fmt.Sprintf("9198765%05d", i)
+			v, err := b.eng.Trigger(ctx, TriggerRequest{BotID: b.botID, CustomerID: b.cid, FlowKey: "m", Channel: "whatsapp",
+				Phone: "+" + d, Digits: d, Attrs: map[string]string{}})
+			if err != nil {
+				failed++
+				if _, err := st.UserByChannelID(ctx, b.botID, d); !errors.Is(err, store.ErrNotFound) {
+					t.Fatalf("a failed trigger left its user behind: %v", err)
 				}
-			}()
+				continue
+			}
+			accepted = append(accepted, v.RunID)
 		}
-		wg.Wait()
+		if failed == 0 || len(accepted) == 0 {
+			t.Fatalf("accepted %d, failed %d: the crash should split them", len(accepted), failed)
+		}
+		for _, id := range accepted {
+			if v, err := b.eng.View(ctx, b.botID, id); err != nil || v.Status != store.RunCompleted {
+				t.Fatalf("accepted run %s: %+v %v", id, v, err)
+			}
+		}
+		n, err := st.CountRuns(ctx, "")
+		if err != nil || n != len(accepted) {
+			t.Fatalf("%d runs stored, %d accepted (%v)", n, len(accepted), err)
+		}
 	})
 }

@@ -155,7 +155,7 @@ func (e *Engine) resume(ctx context.Context, u store.User, reply string) (string
 		}
 		owner := e.cfg.InstanceID
 		rec.Status, rec.Owner, rec.State, rec.WaitSeq, rec.WakeAt = store.RunRunning, &owner, b, rec.WaitSeq+1, nil
-		r := &run{rec: rec, st: st, channelUserID: u.ChannelUserID, attrs: u.Attrs, lastInbound: u.LastInboundAt}
+		r := &run{rec: rec, st: st, channelUserID: u.ChannelUserID, attrs: u.Attrs, lastInbound: u.LastInboundAt, inserted: true}
 		b2, err := e.st.BotByID(ctx, rec.BotID)
 		if err != nil {
 			return "", err

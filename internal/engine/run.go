@@ -90,6 +90,12 @@ type run struct {
 	resumedByTimeout bool
 	// nodeType is the type of the node being executed, for the step history.
 	nodeType string
+
+	// inserted is false until a triggered run's first commit stores it; accept holds
+	// what that commit must also do, and accepted hears how it went.
+	inserted bool
+	accept   *acceptance
+	accepted chan acceptOutcome
 }
 
 func (r *run) setAttr(name, value string) {
@@ -154,7 +160,10 @@ const (
 	aborted                // stop without writing: ownership lost or a simulated crash
 )
 
-var errFenced = errors.New("run taken over by another instance")
+var (
+	errFenced  = errors.New("run taken over by another instance")
+	errAborted = errors.New("the run stopped before it was stored")
+)
 
 // execute runs r until it parks, ends, or this instance loses it.
 func (e *Engine) execute(r *run) {
@@ -163,6 +172,9 @@ func (e *Engine) execute(r *run) {
 		if p := recover(); p != nil {
 			e.log.Error("run panicked", "run", r.rec.ID, "node", r.rec.Node, "panic", p)
 			e.fail(ctx, r, "internal error while running node "+r.rec.Node)
+		}
+		if !r.inserted {
+			e.accepted(r, errAborted) // a trigger must not wait for a run that was never stored
 		}
 	}()
 	budget := e.cfg.MaxSteps
@@ -362,6 +374,9 @@ func (e *Engine) fail(ctx context.Context, r *run, reason string) {
 }
 
 func (e *Engine) commitFailed(r *run, err error) outcome {
+	if !r.inserted {
+		return aborted // never stored: the trigger reports the error
+	}
 	if !errors.Is(err, errFenced) {
 		// The run stays owned by this live instance but out of memory; release it so the
 		// sweeper retries it from its last commit.
@@ -391,7 +406,11 @@ func (e *Engine) commit(ctx context.Context, r *run, running bool) error {
 	}
 	stateJSON, err := json.Marshal(r.st)
 	if err != nil {
-		return fmt.Errorf("encode run state: %w", err)
+		err = fmt.Errorf("encode run state: %w", err)
+		if !r.inserted {
+			e.accepted(r, err)
+		}
+		return err
 	}
 	rec.State = stateJSON
 	ops, set := r.ops, r.attrSet
@@ -399,12 +418,21 @@ func (e *Engine) commit(ctx context.Context, r *run, running bool) error {
 	for k := range r.attrClear {
 		clear = append(clear, k)
 	}
+	first := !r.inserted
 	err = e.batch.Do(ctx, func(ctx context.Context, tx store.Tx) error {
-		ok, err := e.st.UpdateRun(ctx, tx, rec, e.cfg.InstanceID)
-		if err != nil {
+		if first {
+			// A triggered run is stored together with its user at its first commit point,
+			// so a run that needs no external call is accepted and finished in one commit.
+			if err := e.acceptTx(ctx, tx, r); err != nil {
+				return err
+			}
+			rec.UserID = r.rec.UserID
+			if err := e.st.InsertRun(ctx, tx, rec); err != nil {
+				return err
+			}
+		} else if ok, err := e.st.UpdateRun(ctx, tx, rec, e.cfg.InstanceID); err != nil {
 			return err
-		}
-		if !ok {
+		} else if !ok {
 			return errFenced
 		}
 		for _, op := range ops {
@@ -415,9 +443,24 @@ func (e *Engine) commit(ctx context.Context, r *run, running bool) error {
 		return e.st.PatchUserAttrs(ctx, tx, r.rec.UserID, set, clear)
 	})
 	if err != nil {
+		if first {
+			e.accepted(r, err)
+		}
 		return err
 	}
+	r.inserted = true
 	r.rec.Status, r.rec.Owner, r.rec.UpdatedAt = rec.Status, rec.Owner, now
 	r.ops, r.attrSet, r.attrClear = nil, nil, nil
+	if first {
+		e.accepted(r, nil)
+	}
 	return nil
+}
+
+// ensureAccepted stores a triggered run before its first external call.
+func (e *Engine) ensureAccepted(ctx context.Context, r *run) error {
+	if r.inserted {
+		return nil
+	}
+	return e.commit(ctx, r, true)
 }

@@ -119,7 +119,7 @@ func (e *Engine) sendContent(ctx context.Context, r *run, nodeID string, c msg.C
 	if err != nil {
 		return e.failStep(ctx, r, now, fmt.Sprintf("encode message: %v", err)), false
 	}
-	m := store.Message{BotID: r.rec.BotID, UserID: r.rec.UserID, RunID: &runID, Step: &step, Channel: r.rec.Channel,
+	m := store.Message{BotID: r.rec.BotID, RunID: &runID, Step: &step, Channel: r.rec.Channel,
 		Sender: store.SenderBot, Type: c.Kind(), Text: c.Summary(), Payload: payload, CreatedAt: now.UnixMilli()}
 	key := runID + ":" + strconv.Itoa(step)
 	if !sender.External() {
@@ -127,14 +127,10 @@ func (e *Engine) sendContent(ctx context.Context, r *run, nodeID string, c msg.C
 		if err != nil {
 			return e.failStep(ctx, r, now, "message not sent: "+err.Error()), false
 		}
+		// A local channel's id means nothing outside Parley: leaving it out keeps the
+		// message out of the provider-id index on the hot path.
 		m.Status = sent.Status
-		if sent.ProviderMessageID != "" {
-			m.ProviderID = &sent.ProviderMessageID
-		}
-		r.ops = append(r.ops, func(ctx context.Context, tx store.Tx) error {
-			_, _, err := e.st.InsertMessage(ctx, tx, m)
-			return err
-		})
+		r.ops = append(r.ops, e.insertMessage(r, m))
 		return proceed, true
 	}
 	return e.sendExternal(ctx, r, sender, nodeID, c, m, key)
@@ -155,6 +151,9 @@ func (e *Engine) sendExternal(ctx context.Context, r *run, sender channel.Sender
 	switch {
 	case p == nil || p.Kind != effectMessage || p.Step != step:
 		if prober, ok := sender.(channel.Prober); ok {
+			if err := e.ensureAccepted(ctx, r); err != nil {
+				return e.commitFailed(r, err), false
+			}
 			reachable, err := prober.Reachable(ctx, r.recipient())
 			if err != nil {
 				return e.sendFailed(ctx, r, nodeID, now, channel.AsError(err), prevAttempt, false)
@@ -164,10 +163,7 @@ func (e *Engine) sendExternal(ctx context.Context, r *run, sender channel.Sender
 			}
 		}
 		m.Status = store.MsgPending
-		r.ops = append(r.ops, func(ctx context.Context, tx store.Tx) error {
-			_, _, err := e.st.InsertMessage(ctx, tx, m)
-			return err
-		})
+		r.ops = append(r.ops, e.insertMessage(r, m))
 		r.st.Pending = &pendingEffect{Kind: effectMessage, Node: nodeID, Step: step}
 		if err := e.commit(ctx, r, true); err != nil {
 			return e.commitFailed(r, err), false
@@ -190,6 +186,16 @@ func (e *Engine) sendExternal(ctx context.Context, r *run, sender channel.Sender
 	}
 	r.ops = append(r.ops, e.setOutcome(r.rec.ID, step, status, &sent.ProviderMessageID, ""))
 	return proceed, true
+}
+
+// insertMessage stores m for r. The user id is read when the commit runs: a new user's
+// id comes from the upsert earlier in the same transaction.
+func (e *Engine) insertMessage(r *run, m store.Message) func(context.Context, store.Tx) error {
+	return func(ctx context.Context, tx store.Tx) error {
+		m.UserID = r.rec.UserID
+		_, _, err := e.st.InsertMessage(ctx, tx, m)
+		return err
+	}
 }
 
 func (e *Engine) setOutcome(runID string, step int, status string, providerID *string, errText string) func(context.Context, store.Tx) error {

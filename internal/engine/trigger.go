@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/google/uuid"
@@ -32,13 +33,84 @@ type TriggerRequest struct {
 	Wait time.Duration
 }
 
-// Trigger creates or updates the user and starts the flow for them. The run is durable
-// once Trigger returns.
+// acceptance is what a triggered run's first commit does besides storing the run.
+type acceptance struct {
+	user           store.UserUpsert
+	idempotencyKey string
+	// duplicateOf is the run that already holds the idempotency key.
+	duplicateOf string
+}
+
+// acceptOutcome tells Trigger how the first commit went.
+type acceptOutcome struct {
+	view RunView
+	// duplicate is the run an idempotency key already belongs to.
+	duplicate string
+	err       error
+}
+
+// errDuplicate rolls back a first commit whose idempotency key is taken.
+var errDuplicate = errors.New("idempotency key already used")
+
+// acceptTx claims the idempotency key and creates or updates the user, in the run's
+// first commit.
+func (e *Engine) acceptTx(ctx context.Context, tx store.Tx, r *run) error {
+	a := r.accept
+	if a.idempotencyKey != "" {
+		now := time.Now()
+		got, claimed, err := e.st.ClaimIdempotencyKey(ctx, tx, r.rec.BotID, a.idempotencyKey, r.rec.ID,
+			now.UnixMilli(), now.Add(-IdempotencyWindow).UnixMilli())
+		if err != nil {
+			return err
+		}
+		if !claimed {
+			a.duplicateOf = got // reported by accepted(); this run is dropped
+			return errDuplicate
+		}
+	}
+	id, err := e.st.UpsertUserID(ctx, tx, a.user)
+	if err != nil {
+		return err
+	}
+	r.rec.UserID = id
+	return nil
+}
+
+// accepted reports a run's first commit to the Trigger waiting for it.
+func (e *Engine) accepted(r *run, err error) {
+	if r.accepted == nil {
+		return
+	}
+	out := acceptOutcome{err: err}
+	if errors.Is(err, errDuplicate) {
+		out = acceptOutcome{duplicate: r.accept.duplicateOf}
+	} else if err == nil {
+		e.m.started.Inc()
+		out.view = r.view()
+	}
+	r.accepted <- out
+	r.accepted = nil
+}
+
+// Trigger creates or updates the user and starts the flow for them. When it returns
+// without error the run is durable; a run that needs no external call (a sandbox message,
+// decisions, attributes) has usually finished by then, in the same single commit.
 func (e *Engine) Trigger(ctx context.Context, req TriggerRequest) (RunView, error) {
 	cf, err := e.flows.current(ctx, req.BotID, req.FlowKey)
 	if err != nil {
 		return RunView{}, err
 	}
+	// The stored attributes, for the nodes that run before the first commit; the commit
+	// itself merges only this trigger's attributes, so concurrent changes survive.
+	attrs := map[string]string{"user.user_name": req.Digits}
+	var lastInbound *time.Time
+	if u, err := e.st.UserByChannelID(ctx, req.BotID, req.Digits); err == nil {
+		maps.Copy(attrs, u.Attrs)
+		lastInbound = u.LastInboundAt
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return RunView{}, err
+	}
+	maps.Copy(attrs, req.Attrs)
 	id, err := uuid.NewV7()
 	if err != nil {
 		return RunView{}, fmt.Errorf("new run id: %w", err)
@@ -47,82 +119,63 @@ func (e *Engine) Trigger(ctx context.Context, req TriggerRequest) (RunView, erro
 	owner := e.cfg.InstanceID
 	r := &run{
 		rec: store.Run{ID: id.String(), BotID: req.BotID, FlowID: cf.id, FlowVersion: cf.version, Channel: req.Channel,
-			Status: store.RunQueued, Node: cf.f.Start, State: []byte(`{"step":0}`), Owner: &owner,
-			CreatedAt: now.UnixMilli(), UpdatedAt: now.UnixMilli()},
+			Status: store.RunQueued, Node: cf.f.Start, Owner: &owner, CreatedAt: now.UnixMilli(), UpdatedAt: now.UnixMilli()},
 		flowKey:       cf.key,
 		customerID:    req.CustomerID,
 		channelUserID: req.Digits,
+		attrs:         attrs,
+		lastInbound:   lastInbound,
+		accept: &acceptance{idempotencyKey: req.IdempotencyKey, user: store.UserUpsert{BotID: req.BotID,
+			ChannelUserID: req.Digits, Channel: req.Channel, Attrs: req.Attrs,
+			Defaults: map[string]string{"user.user_name": req.Digits}}},
+		accepted: make(chan acceptOutcome, 1),
 	}
-	up := store.UserUpsert{BotID: req.BotID, ChannelUserID: req.Digits, Channel: req.Channel, Attrs: req.Attrs,
-		Defaults: map[string]string{"user.user_name": req.Digits}}
-	var existing string
-	var user store.User
-	err = e.batch.Do(ctx, func(ctx context.Context, tx store.Tx) error {
-		existing = ""
-		if req.IdempotencyKey != "" {
-			got, claimed, err := e.st.ClaimIdempotencyKey(ctx, tx, req.BotID, req.IdempotencyKey, r.rec.ID,
-				now.UnixMilli(), now.Add(-IdempotencyWindow).UnixMilli())
-			if err != nil {
-				return err
-			}
-			if !claimed {
-				existing = got
-				return nil
-			}
-		}
-		u, err := e.st.UpsertUser(ctx, tx, up)
-		if err != nil {
-			return err
-		}
-		user = u
-		rec := r.rec
-		rec.UserID = u.ID
-		return e.st.InsertRun(ctx, tx, rec)
-	})
-	if err != nil {
-		return RunView{}, fmt.Errorf("accept trigger: %w", err)
+	var settledCh chan RunView
+	if req.Wait > 0 {
+		settledCh = e.subscribe(r.rec.ID)
+		defer e.unsubscribe(r.rec.ID, settledCh)
 	}
-	if existing != "" {
-		v, err := e.View(ctx, req.BotID, existing)
+	acceptedCh := r.accepted
+	if !e.enqueue(r) {
+		return RunView{}, ErrStopping
+	}
+	out := <-acceptedCh
+	switch {
+	case out.err != nil:
+		return RunView{}, fmt.Errorf("accept trigger: %w", out.err)
+	case out.duplicate != "":
+		v, err := e.View(ctx, req.BotID, out.duplicate)
 		if err != nil {
 			return RunView{}, err
 		}
 		v.Duplicate = true
 		if req.Wait > 0 && !v.settled() {
-			return e.Wait(ctx, req.BotID, existing, req.Wait)
+			return e.Wait(ctx, req.BotID, out.duplicate, req.Wait)
 		}
 		return v, nil
-	}
-	e.m.started.Inc()
-	r.rec.UserID = user.ID
-	r.attrs, r.lastInbound = user.Attrs, user.LastInboundAt
-	var settledCh chan RunView
-	if req.Wait > 0 {
-		settledCh = e.subscribe(r.rec.ID)
-	}
-	queued := r.view()
-	e.enqueue(r)
-	if settledCh == nil {
-		return queued, nil
+	case settledCh == nil || out.view.settled():
+		return out.view, nil
 	}
 	return e.await(ctx, req.BotID, r.rec.ID, settledCh, req.Wait)
 }
 
+// ErrStopping is returned for work offered to an engine that is shutting down.
+var ErrStopping = errors.New("the server is shutting down")
+
 // Wait returns the run once it completes, fails or parks, or its state after timeout.
 func (e *Engine) Wait(ctx context.Context, botID int64, runID string, timeout time.Duration) (RunView, error) {
 	ch := e.subscribe(runID)
+	defer e.unsubscribe(runID, ch)
 	v, err := e.View(ctx, botID, runID)
 	if err != nil || v.settled() {
-		e.unsubscribe(runID, ch)
 		return v, err
 	}
 	return e.await(ctx, botID, runID, ch, timeout)
 }
 
 // await waits for this instance's notification; a run that moved to another instance
-// is noticed by polling the database now and then.
+// is noticed by polling the database now and then. The caller unsubscribes.
 func (e *Engine) await(ctx context.Context, botID int64, runID string, ch chan RunView, timeout time.Duration) (RunView, error) {
-	defer e.unsubscribe(runID, ch)
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	poll := time.NewTicker(time.Second)
@@ -149,7 +202,7 @@ func (e *Engine) loadRun(ctx context.Context, id string) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{rec: rec}
+	r := &run{rec: rec, inserted: true}
 	if err := json.Unmarshal(rec.State, &r.st); err != nil {
 		return nil, fmt.Errorf("run %s state: %w", id, err)
 	}

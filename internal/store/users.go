@@ -55,36 +55,44 @@ func unmarshalAttrs(s []byte) (map[string]string, error) {
 	return m, nil
 }
 
-// UpsertUser creates the user or merges attributes into it, returning the stored user.
-func (s *Store) UpsertUser(ctx context.Context, q Querier, u UserUpsert) (User, error) {
-	now := nowMS()
-	var inbound *int64
-	if u.Inbound {
-		inbound = &now
-	}
-	query := `INSERT INTO users (bot_id, channel_user_id, channel, attrs, last_inbound_at, created_at, updated_at)
-		VALUES ($1, $2, $3, json_patch($4, $5), $6, $7, $7)
-		ON CONFLICT (bot_id, channel_user_id) DO UPDATE SET
-			channel = excluded.channel,
-			attrs = json_patch(json_patch($4, users.attrs), $5),
-			last_inbound_at = COALESCE(excluded.last_inbound_at, users.last_inbound_at),
-			updated_at = excluded.updated_at
-		RETURNING id, attrs, last_inbound_at, created_at`
+// upsertUserSQL merges defaults under the stored attributes and the new ones over them.
+func (s *Store) upsertUserSQL(returning string) string {
 	if s.dialect == Postgres {
-		query = `INSERT INTO users (bot_id, channel_user_id, channel, attrs, last_inbound_at, created_at, updated_at)
+		return `INSERT INTO users (bot_id, channel_user_id, channel, attrs, last_inbound_at, created_at, updated_at)
 		VALUES ($1, $2, $3, $4::jsonb || $5::jsonb, $6, $7, $7)
 		ON CONFLICT (bot_id, channel_user_id) DO UPDATE SET
 			channel = excluded.channel,
 			attrs = $4::jsonb || users.attrs || $5::jsonb,
 			last_inbound_at = COALESCE(excluded.last_inbound_at, users.last_inbound_at),
 			updated_at = excluded.updated_at
-		RETURNING id, attrs::text, last_inbound_at, created_at`
+		RETURNING ` + strings.Replace(returning, "attrs", "attrs::text", 1)
 	}
+	return `INSERT INTO users (bot_id, channel_user_id, channel, attrs, last_inbound_at, created_at, updated_at)
+		VALUES ($1, $2, $3, json_patch($4, $5), $6, $7, $7)
+		ON CONFLICT (bot_id, channel_user_id) DO UPDATE SET
+			channel = excluded.channel,
+			attrs = json_patch(json_patch($4, users.attrs), $5),
+			last_inbound_at = COALESCE(excluded.last_inbound_at, users.last_inbound_at),
+			updated_at = excluded.updated_at
+		RETURNING ` + returning
+}
+
+func (u UserUpsert) args(now int64) []any {
+	var inbound *int64
+	if u.Inbound {
+		inbound = &now
+	}
+	return []any{u.BotID, u.ChannelUserID, u.Channel, marshalAttrs(u.Defaults), marshalAttrs(u.Attrs), inbound, now}
+}
+
+// UpsertUser creates the user or merges attributes into it, returning the stored user.
+func (s *Store) UpsertUser(ctx context.Context, q Querier, u UserUpsert) (User, error) {
+	now := nowMS()
 	out := User{BotID: u.BotID, ChannelUserID: u.ChannelUserID, Channel: u.Channel, UpdatedAt: msTime(now)}
 	var attrs []byte
 	var last *int64
 	var created int64
-	err := q.QueryRow(ctx, query, u.BotID, u.ChannelUserID, u.Channel, marshalAttrs(u.Defaults), marshalAttrs(u.Attrs), inbound, now).
+	err := q.QueryRow(ctx, s.upsertUserSQL("id, attrs, last_inbound_at, created_at"), u.args(now)...).
 		Scan(&out.ID, &attrs, &last, &created)
 	if err != nil {
 		return User{}, fmt.Errorf("upsert user %s: %w", u.ChannelUserID, err)
@@ -94,6 +102,16 @@ func (s *Store) UpsertUser(ctx context.Context, q Querier, u UserUpsert) (User, 
 	}
 	out.LastInboundAt, out.CreatedAt = msTimePtr(last), msTime(created)
 	return out, nil
+}
+
+// UpsertUserID is UpsertUser for callers that need only the id (the trigger hot path,
+// which read the attributes before).
+func (s *Store) UpsertUserID(ctx context.Context, q Querier, u UserUpsert) (int64, error) {
+	var id int64
+	if err := q.QueryRow(ctx, s.upsertUserSQL("id"), u.args(nowMS())...).Scan(&id); err != nil {
+		return 0, fmt.Errorf("upsert user %s: %w", u.ChannelUserID, err)
+	}
+	return id, nil
 }
 
 // PatchUserAttrs sets and clears attributes of a user, leaving the others as they are
