@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parleyhq/parley/internal/auth"
+	"github.com/parleyhq/parley/internal/channel/registry"
 	"github.com/parleyhq/parley/internal/engine"
 	"github.com/parleyhq/parley/internal/store"
 )
@@ -23,6 +24,7 @@ type Deps struct {
 	Store    *store.Store
 	Auth     *auth.Service
 	Engine   *engine.Engine
+	Channels *registry.Registry
 	Log      *slog.Logger
 	Registry *prometheus.Registry
 	// AdminToken guards /admin/v1; empty disables the admin API.
@@ -74,6 +76,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /bot-api/v1.0"+bot+"/channel-user/{channelUserId}/conversations", s.platform(s.conversations))
 
 	s.adminRoutes()
+	s.channelRoutes()
 
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("no such endpoint: %s %s", r.Method, r.URL.Path))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/parleyhq/parley/internal/api"
 	"github.com/parleyhq/parley/internal/auth"
+	"github.com/parleyhq/parley/internal/channel/registry"
 	"github.com/parleyhq/parley/internal/engine"
 	"github.com/parleyhq/parley/internal/queue"
 	"github.com/parleyhq/parley/internal/store"
@@ -90,9 +91,11 @@ func (s *Server) init(ctx context.Context) error {
 		return err
 	}
 	s.q = q
-	s.eng = engine.New(s.st, engine.Config{Workers: s.cfg.Workers, Log: s.log.With("component", "engine"), Registry: reg})
+	channels := registry.New(s.st, registry.Options{})
+	s.eng = engine.New(s.st, engine.Config{Workers: s.cfg.Workers, Log: s.log.With("component", "engine"), Registry: reg,
+		Channels: channels})
 	authSvc := auth.New(s.st, 0)
-	s.api = api.New(api.Deps{Store: s.st, Auth: authSvc, Engine: s.eng, Log: s.log.With("component", "http"),
+	s.api = api.New(api.Deps{Store: s.st, Auth: authSvc, Engine: s.eng, Channels: channels, Log: s.log.With("component", "http"),
 		Registry: reg, AdminToken: s.cfg.AdminToken, Ready: s.st.Ping})
 	if s.cfg.Demo {
 		if err := seedDemo(ctx, s.st, authSvc, s.cfg, s.cfg.DemoOut); err != nil {
