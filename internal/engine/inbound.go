@@ -103,6 +103,9 @@ func (e *Engine) Inbound(ctx context.Context, in Inbound) (InboundResult, error)
 	if reply == "" {
 		reply = in.Text
 	}
+	if reply == "" {
+		return res, nil // nothing an input node could save (e.g. a photo without a caption)
+	}
 	id, err := e.resume(ctx, user, reply)
 	res.Resumed = id
 	return res, err

@@ -27,6 +27,9 @@ type state struct {
 	Reply *string `json:"reply,omitempty"`
 	// Pending is an external effect committed as started but not yet as finished.
 	Pending *pendingEffect `json:"pending,omitempty"`
+	// Probed records that the channel's capability check passed for this run, so it is
+	// asked once per run, not before every message.
+	Probed bool `json:"probed,omitempty"`
 }
 
 type stepRecord struct {

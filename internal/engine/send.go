@@ -150,7 +150,7 @@ func (e *Engine) sendExternal(ctx context.Context, r *run, sender channel.Sender
 	p := r.st.Pending
 	switch {
 	case p == nil || p.Kind != effectMessage || p.Step != step:
-		if prober, ok := sender.(channel.Prober); ok {
+		if prober, ok := sender.(channel.Prober); ok && !r.st.Probed {
 			if err := e.ensureAccepted(ctx, r); err != nil {
 				return e.commitFailed(r, err), false
 			}
@@ -161,6 +161,7 @@ func (e *Engine) sendExternal(ctx context.Context, r *run, sender channel.Sender
 			if !reachable {
 				return e.failStep(ctx, r, now, fmt.Sprintf("user %s is not reachable on %s (capability check)", r.recipient().Phone, r.rec.Channel)), false
 			}
+			r.st.Probed = true
 		}
 		m.Status = store.MsgPending
 		r.ops = append(r.ops, e.insertMessage(r, m))

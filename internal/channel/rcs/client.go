@@ -83,6 +83,10 @@ func New(cfg channel.Config, hc *http.Client) (*Client, error) {
 }
 
 // External reports true: a send reaches the user's phone.
+// DropsDuplicates is true: the messageId is derived from the idempotency key and RBM
+// ignores a repeated one, so a send interrupted by a crash may be sent again safely.
+func (c *Client) DropsDuplicates() bool { return true }
+
 func (c *Client) External() bool { return true }
 
 // MessageID is the RBM messageId used for a send: a name-based UUID of the agent, the
