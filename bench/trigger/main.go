@@ -76,6 +76,7 @@ func main() {
 		defer os.RemoveAll(dir)
 		*db = filepath.Join(dir, "bench.db")
 	}
+	app.TuneGC() // as `parley serve` does
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	srv, err := app.Open(ctx, app.Config{Addr: "127.0.0.1:0", DB: *db, Workers: *workers, Ready: ready})

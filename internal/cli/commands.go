@@ -46,6 +46,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	app.TuneGC()
 	srv, err := app.Open(ctx, app.Config{Addr: *addr, DB: *db, AdminToken: *adminToken, Demo: *demo, Workers: *workers,
 		Log: log, DemoOut: env.Stdout})
 	if err != nil {

@@ -260,3 +260,14 @@ func FuzzRender(f *testing.F) {
 		}
 	})
 }
+
+func FuzzValidAttributeName(f *testing.F) {
+	for _, s := range []string{"user.phone_no", "a", "-a", ".a", "a b", "ü", strings.Repeat("a", 101)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := ValidAttributeName(s), attrPattern.MatchString(s); got != want {
+			t.Fatalf("ValidAttributeName(%q) = %v, pattern says %v", s, got, want)
+		}
+	})
+}

@@ -17,8 +17,20 @@ var (
 )
 
 // ValidAttributeName reports whether s may name a user attribute: letters, digits, "_",
-// "-" and "." (system attributes live under "user."), at most 100 characters.
-func ValidAttributeName(s string) bool { return attrPattern.MatchString(s) }
+// "-" and "." (system attributes live under "user."), at most 100 characters, not
+// starting with "-" or ".". (A loop, not attrPattern: it runs for every trigger attribute.)
+func ValidAttributeName(s string) bool {
+	if len(s) == 0 || len(s) > 100 || s[0] == '-' || s[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
 
 // Limits a flow document must respect.
 const (

@@ -33,7 +33,7 @@ func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
 	if writers <= 0 {
 		writers = 1
 		if s.dialect == Postgres {
-			writers = 4
+			writers = 8
 		}
 	}
 	if maxOps <= 0 {

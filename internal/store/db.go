@@ -202,8 +202,8 @@ func openPostgres(ctx context.Context, dsn string, opts Options) (*Store, error)
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = int32(opts.MaxConns)
-	} else if cfg.MaxConns < 20 {
-		cfg.MaxConns = 20
+	} else if cfg.MaxConns < 32 {
+		cfg.MaxConns = 32 // the group-commit writers plus readers and the job queue
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -30,6 +30,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
+	// Migrations are written in parallel branches, so a database may already have a later
+	// one than a migration it still lacks: apply the missing ones instead of refusing.
+	opts = append(opts, goose.WithAllowOutofOrder(true))
 	p, err := goose.NewProvider(dialect, s.sqlDB(), sub, append(opts, goose.WithDisableGlobalRegistry(true))...)
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)

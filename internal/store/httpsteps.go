@@ -1,0 +1,217 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// HTTPStepLogsKept is how many of its latest calls each http step keeps a log of.
+const HTTPStepLogsKept = 20
+
+// HTTPStep names an http node of a flow. Its state and logs are shared by every version
+// of the flow, so a new version of a flow keeps its steps' history.
+type HTTPStep struct {
+	FlowID int64
+	NodeID string
+}
+
+func (k HTTPStep) String() string { return fmt.Sprintf("http step %s of flow #%d", k.NodeID, k.FlowID) }
+
+// HTTPStepState is what is kept about a step besides its logs. Times are Unix ms.
+type HTTPStepState struct {
+	// Shape is the response structure recorded at the first successful JSON call.
+	Shape string
+	// ChangedShape is the latest structure that differed from Shape; not empty means the
+	// step is flagged until a remap.
+	ChangedShape string
+	// Calls counts the calls logged; the latest call's log id.
+	Calls       int64
+	LastCallAt  *int64
+	AlertSentAt *int64
+}
+
+// HTTPStepLog is one logged call. Detail is the redacted request and response as JSON;
+// the list of a step's logs leaves it out.
+type HTTPStepLog struct {
+	Seq        int64
+	RunID      string // "" for a test call
+	At         int64  // Unix ms
+	DurationUS int64
+	Method     string
+	URL        string
+	Status     int
+	Error      string
+	Message    string
+	Detail     []byte
+}
+
+// ClaimHTTPCall counts one HTTP-step call of the customer in the minute starting at
+// windowStart (Unix ms) and reports whether it is allowed: the customer's http_rate, or
+// defaultLimit when it has none, caps the calls of a minute. A refused call is not
+// counted. It is one upsert on the customer's row, so it holds across every instance
+// sharing the database. A clock behind the row's minute counts towards the row's minute
+// rather than reopening an old one.
+func (s *Store) ClaimHTTPCall(ctx context.Context, q Querier, customerID, windowStart int64, defaultLimit int) (bool, error) {
+	if q == nil {
+		q = s.w
+	}
+	query := `INSERT INTO http_rate_windows (customer_id, window_start, n) VALUES ($1, $2, 1)
+		ON CONFLICT (customer_id) DO UPDATE SET
+			n = CASE WHEN excluded.window_start > http_rate_windows.window_start THEN 1 ELSE http_rate_windows.n + 1 END,
+			window_start = MAX(http_rate_windows.window_start, excluded.window_start)
+		WHERE excluded.window_start > http_rate_windows.window_start
+			OR http_rate_windows.n < COALESCE((SELECT http_rate FROM customers WHERE id = $1), $3)
+		RETURNING n`
+	if s.dialect == Postgres {
+		query = `INSERT INTO http_rate_windows (customer_id, window_start, n) VALUES ($1, $2, 1)
+		ON CONFLICT (customer_id) DO UPDATE SET
+			n = CASE WHEN excluded.window_start > http_rate_windows.window_start THEN 1 ELSE http_rate_windows.n + 1 END,
+			window_start = GREATEST(http_rate_windows.window_start, excluded.window_start)
+		WHERE excluded.window_start > http_rate_windows.window_start
+			OR http_rate_windows.n < COALESCE((SELECT http_rate FROM customers WHERE id = $1), $3)
+		RETURNING n`
+	}
+	var n int64
+	err := q.QueryRow(ctx, query, customerID, windowStart, defaultLimit).Scan(&n)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNotFound): // the update's condition refused: the minute is full
+		return false, nil
+	}
+	return false, fmt.Errorf("count http call of customer %d: %w", customerID, err)
+}
+
+// CountHTTPStepCall numbers a new call of the step, making the step's row at its first
+// call, and returns the state with that number in Calls. Inside a transaction it locks
+// the row until the commit, so the calls of one step record their outcome one at a time.
+func (s *Store) CountHTTPStepCall(ctx context.Context, q Querier, k HTTPStep, at int64) (HTTPStepState, error) {
+	var st HTTPStepState
+	err := q.QueryRow(ctx, `INSERT INTO http_steps (flow_id, node_id, calls, last_call_at) VALUES ($1, $2, 1, $3)
+		ON CONFLICT (flow_id, node_id) DO UPDATE SET calls = http_steps.calls + 1, last_call_at = excluded.last_call_at
+		RETURNING shape, changed_shape, calls, last_call_at, alert_sent_at`, k.FlowID, k.NodeID, at).
+		Scan(&st.Shape, &st.ChangedShape, &st.Calls, &st.LastCallAt, &st.AlertSentAt)
+	if err != nil {
+		return HTTPStepState{}, fmt.Errorf("count call of %s: %w", k, err)
+	}
+	return st, nil
+}
+
+// SetHTTPStepShapes writes the step's recorded and changed response structures.
+func (s *Store) SetHTTPStepShapes(ctx context.Context, q Querier, k HTTPStep, shape, changed string) error {
+	if _, err := q.Exec(ctx, `UPDATE http_steps SET shape = $3, changed_shape = $4 WHERE flow_id = $1 AND node_id = $2`,
+		k.FlowID, k.NodeID, shape, changed); err != nil {
+		return fmt.Errorf("set structure of %s: %w", k, err)
+	}
+	return nil
+}
+
+// PutHTTPStepLog stores the log of call l.Seq in its slot, replacing the call made
+// HTTPStepLogsKept calls before it.
+func (s *Store) PutHTTPStepLog(ctx context.Context, q Querier, k HTTPStep, l HTTPStepLog) error {
+	_, err := q.Exec(ctx, `INSERT INTO http_step_logs
+		(flow_id, node_id, slot, seq, run_id, at, duration_us, method, url, status, error, message, detail)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+		ON CONFLICT (flow_id, node_id, slot) DO UPDATE SET seq = excluded.seq, run_id = excluded.run_id,
+			at = excluded.at, duration_us = excluded.duration_us, method = excluded.method, url = excluded.url,
+			status = excluded.status, error = excluded.error, message = excluded.message, detail = excluded.detail`,
+		k.FlowID, k.NodeID, l.Seq%HTTPStepLogsKept, l.Seq, l.RunID, l.At, l.DurationUS, l.Method, l.URL, l.Status,
+		l.Error, l.Message, string(l.Detail))
+	if err != nil {
+		return fmt.Errorf("log call %d of %s: %w", l.Seq, k, err)
+	}
+	return nil
+}
+
+// ClaimHTTPStepAlert takes the step's alert mail for now when none was sent since
+// sentAfter (Unix ms), or since the last reset. Only one of any number of concurrent
+// claimers gets it.
+func (s *Store) ClaimHTTPStepAlert(ctx context.Context, q Querier, k HTTPStep, now, sentAfter int64) (bool, error) {
+	n, err := q.Exec(ctx, `UPDATE http_steps SET alert_sent_at = $3
+		WHERE flow_id = $1 AND node_id = $2 AND (alert_sent_at IS NULL OR alert_sent_at <= $4)`,
+		k.FlowID, k.NodeID, now, sentAfter)
+	if err != nil {
+		return false, fmt.Errorf("claim alert of %s: %w", k, err)
+	}
+	return n == 1, nil
+}
+
+// ResetHTTPStepAlert forgets the step's last alert mail, so its next failure sends one.
+// A step that was never called has nothing to reset.
+func (s *Store) ResetHTTPStepAlert(ctx context.Context, k HTTPStep) error {
+	if _, err := s.w.Exec(ctx, `UPDATE http_steps SET alert_sent_at = NULL WHERE flow_id = $1 AND node_id = $2`,
+		k.FlowID, k.NodeID); err != nil {
+		return fmt.Errorf("reset alert of %s: %w", k, err)
+	}
+	return nil
+}
+
+// RemapHTTPStep accepts the step's changed response structure as the recorded one, which
+// clears the flag. A step that is not flagged keeps its structure.
+func (s *Store) RemapHTTPStep(ctx context.Context, k HTTPStep) error {
+	if _, err := s.w.Exec(ctx, `UPDATE http_steps SET shape = changed_shape, changed_shape = ''
+		WHERE flow_id = $1 AND node_id = $2 AND changed_shape <> ''`, k.FlowID, k.NodeID); err != nil {
+		return fmt.Errorf("remap %s: %w", k, err)
+	}
+	return nil
+}
+
+// HTTPStepState reads a step's state; ErrNotFound when it was never called.
+func (s *Store) HTTPStepState(ctx context.Context, k HTTPStep) (HTTPStepState, error) {
+	var st HTTPStepState
+	err := s.r.QueryRow(ctx, `SELECT shape, changed_shape, calls, last_call_at, alert_sent_at FROM http_steps
+		WHERE flow_id = $1 AND node_id = $2`, k.FlowID, k.NodeID).
+		Scan(&st.Shape, &st.ChangedShape, &st.Calls, &st.LastCallAt, &st.AlertSentAt)
+	if err != nil {
+		return HTTPStepState{}, fmt.Errorf("%s: %w", k, err)
+	}
+	return st, nil
+}
+
+const httpStepLogCols = `seq, run_id, at, duration_us, method, url, status, error, message`
+
+func scanHTTPStepLog(r Row, detail *string) (HTTPStepLog, error) {
+	var l HTTPStepLog
+	dest := []any{&l.Seq, &l.RunID, &l.At, &l.DurationUS, &l.Method, &l.URL, &l.Status, &l.Error, &l.Message}
+	if detail != nil {
+		dest = append(dest, detail)
+	}
+	err := r.Scan(dest...)
+	return l, err
+}
+
+// HTTPStepLogs lists the step's kept logs, newest first, without their detail.
+func (s *Store) HTTPStepLogs(ctx context.Context, k HTTPStep) ([]HTTPStepLog, error) {
+	rows, err := s.r.Query(ctx, `SELECT `+httpStepLogCols+` FROM http_step_logs
+		WHERE flow_id = $1 AND node_id = $2 ORDER BY seq DESC`, k.FlowID, k.NodeID)
+	if err != nil {
+		return nil, fmt.Errorf("logs of %s: %w", k, err)
+	}
+	defer rows.Close()
+	out := []HTTPStepLog{}
+	for rows.Next() {
+		l, err := scanHTTPStepLog(rows, nil)
+		if err != nil {
+			return nil, fmt.Errorf("logs of %s: %w", k, err)
+		}
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("logs of %s: %w", k, err)
+	}
+	return out, nil
+}
+
+// HTTPStepLog reads the log of call seq of the step, detail included; ErrNotFound when
+// that call is not among the kept ones.
+func (s *Store) HTTPStepLog(ctx context.Context, k HTTPStep, seq int64) (HTTPStepLog, error) {
+	var detail string
+	l, err := scanHTTPStepLog(s.r.QueryRow(ctx, `SELECT `+httpStepLogCols+`, detail FROM http_step_logs
+		WHERE flow_id = $1 AND node_id = $2 AND slot = $3 AND seq = $4`, k.FlowID, k.NodeID, seq%HTTPStepLogsKept, seq), &detail)
+	if err != nil {
+		return HTTPStepLog{}, fmt.Errorf("log %d of %s: %w", seq, k, err)
+	}
+	l.Detail = []byte(detail)
+	return l, nil
+}

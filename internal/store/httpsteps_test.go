@@ -1,0 +1,232 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/parleyhq/parley/internal/store"
+	"github.com/parleyhq/parley/internal/store/storetest"
+)
+
+// stepFixture makes a customer, a bot and a flow, and returns the customer id and a step
+// of the flow.
+func stepFixture(t *testing.T, st *store.Store, name string) (int64, store.HTTPStep) {
+	t.Helper()
+	ctx := context.Background()
+	c, _, err := st.EnsureCustomer(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.CreateBot(ctx, c.ID, "bot-"+name, "bot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := st.SaveFlow(ctx, b.ID, "f", "", []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.ID, store.HTTPStep{FlowID: f.ID, NodeID: "call"}
+}
+
+func TestClaimHTTPCall(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		acme, _ := stepFixture(t, st, "acme")
+		globex, _ := stepFixture(t, st, "globex")
+		seven := 7
+		if err := st.SetCustomerHTTPRate(ctx, globex, &seven); err != nil {
+			t.Fatal(err)
+		}
+		const minute = int64(60_000)
+		w := int64(1_700_000_000_000) / minute * minute
+		// claims counts the allowed calls among n claims.
+		claims := func(customer, window int64, n int) int {
+			t.Helper()
+			ok := 0
+			for range n {
+				allowed, err := st.ClaimHTTPCall(ctx, nil, customer, window, 3)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if allowed {
+					ok++
+				}
+			}
+			return ok
+		}
+		for _, tc := range []struct {
+			name     string
+			customer int64
+			window   int64
+			claims   int
+			want     int
+		}{
+			{"default limit", acme, w, 5, 3},
+			{"still full", acme, w, 2, 0},
+			{"account's own limit", globex, w, 10, 7},
+			{"next minute starts afresh", acme, w + minute, 4, 3},
+			{"a clock behind counts towards the newer minute", acme, w, 1, 0},
+			{"a later minute again", acme, w + 5*minute, 1, 1},
+		} {
+			if got := claims(tc.customer, tc.window, tc.claims); got != tc.want {
+				t.Fatalf("%s: %d of %d claims allowed, want %d", tc.name, got, tc.claims, tc.want)
+			}
+		}
+
+		// Raising the limit takes effect within the minute.
+		ten := 10
+		if err := st.SetCustomerHTTPRate(ctx, globex, &ten); err != nil {
+			t.Fatal(err)
+		}
+		if got := claims(globex, w, 5); got != 3 {
+			t.Fatalf("after raising the limit to 10: %d more claims allowed, want 3", got)
+		}
+	})
+}
+
+func TestHTTPStepLogsKeepTheLast20(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		_, k := stepFixture(t, st, "acme")
+		if _, err := st.HTTPStepState(ctx, k); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("state of a step never called: %v, want ErrNotFound", err)
+		}
+		const calls = 25
+		for i := range calls {
+			err := st.InTx(ctx, func(tx store.Tx) error {
+				s, err := st.CountHTTPStepCall(ctx, tx, k, int64(1000+i))
+				if err != nil {
+					return err
+				}
+				if s.Calls != int64(i+1) {
+					return fmt.Errorf("call %d numbered %d", i+1, s.Calls)
+				}
+				return st.PutHTTPStepLog(ctx, tx, k, store.HTTPStepLog{Seq: s.Calls, RunID: fmt.Sprint("run-", s.Calls),
+					At: int64(1000 + i), DurationUS: 1500, Method: "GET", URL: "https://example.com/", Status: 200,
+					Detail: []byte(fmt.Sprintf(`{"n": %d}`, s.Calls))})
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		logs, err := st.HTTPStepLogs(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(logs) != store.HTTPStepLogsKept || logs[0].Seq != calls || logs[len(logs)-1].Seq != calls-store.HTTPStepLogsKept+1 {
+			t.Fatalf("kept %d logs from %d to %d; want 20 from 25 to 6", len(logs), logs[0].Seq, logs[len(logs)-1].Seq)
+		}
+		if logs[0].Detail != nil || logs[0].RunID != "run-25" || logs[0].Status != 200 || logs[0].DurationUS != 1500 {
+			t.Fatalf("newest log = %+v", logs[0])
+		}
+		for _, tc := range []struct {
+			seq  int64
+			want string // "" for not found
+		}{{25, `{"n": 25}`}, {6, `{"n": 6}`}, {5, ""}, {1, ""}, {26, ""}, {0, ""}, {-5, ""}} {
+			l, err := st.HTTPStepLog(ctx, k, tc.seq)
+			switch {
+			case tc.want == "" && !errors.Is(err, store.ErrNotFound):
+				t.Errorf("log %d: %+v, %v; want ErrNotFound", tc.seq, l, err)
+			case tc.want != "" && (err != nil || string(l.Detail) != tc.want || l.Seq != tc.seq):
+				t.Errorf("log %d: %+v, %v; want detail %s", tc.seq, l, err, tc.want)
+			}
+		}
+		s, err := st.HTTPStepState(ctx, k)
+		if err != nil || s.Calls != calls || s.LastCallAt == nil || *s.LastCallAt != 1000+calls-1 {
+			t.Fatalf("state = %+v, %v", s, err)
+		}
+	})
+}
+
+func TestHTTPStepShapesAndAlerts(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		_, k := stepFixture(t, st, "acme")
+		// Remap and reset of a step never called do nothing, and fail nothing.
+		if err := st.RemapHTTPStep(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.ResetHTTPStepAlert(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.CountHTTPStepCall(ctx, st.Writer(), k, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.SetHTTPStepShapes(ctx, st.Writer(), k, "$ object", "$ array"); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.RemapHTTPStep(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		s, err := st.HTTPStepState(ctx, k)
+		if err != nil || s.Shape != "$ array" || s.ChangedShape != "" {
+			t.Fatalf("after remap: %+v, %v", s, err)
+		}
+		// Remapping a step that is not flagged keeps its structure.
+		if err := st.RemapHTTPStep(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		if s, _ := st.HTTPStepState(ctx, k); s.Shape != "$ array" {
+			t.Fatalf("second remap lost the structure: %+v", s)
+		}
+
+		const hour = int64(3_600_000)
+		for _, tc := range []struct {
+			name  string
+			reset bool
+			now   int64
+			want  bool
+		}{
+			{"first failure", false, 10 * hour, true},
+			{"within the hour", false, 10*hour + 1, false},
+			{"just before the hour", false, 11*hour - 1, false},
+			{"after the hour", false, 11 * hour, true},
+			{"again within the hour", false, 11*hour + 5, false},
+			{"after a reset", true, 11*hour + 6, true},
+			{"within the hour after the reset", false, 11*hour + 7, false},
+		} {
+			if tc.reset {
+				if err := st.ResetHTTPStepAlert(ctx, k); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := st.ClaimHTTPStepAlert(ctx, st.Writer(), k, tc.now, tc.now-hour)
+			if err != nil || got != tc.want {
+				t.Fatalf("%s: claimed %v, %v; want %v", tc.name, got, err, tc.want)
+			}
+		}
+		if s, _ := st.HTTPStepState(ctx, k); s.AlertSentAt == nil || *s.AlertSentAt != 11*hour+6 {
+			t.Fatalf("alert_sent_at = %v, want the last claim", s.AlertSentAt)
+		}
+	})
+}
+
+// TestMigrateOutOfOrder: a database that got a later migration before this branch's
+// 00002 (because they were written side by side) still gets 00002.
+func TestMigrateOutOfOrder(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		// Undo 00002 alone, as if the database had been migrated without it.
+		for _, q := range []string{
+			`DROP TABLE http_rate_windows`, `DROP TABLE http_step_logs`, `DROP TABLE http_steps`,
+			`DELETE FROM goose_db_version WHERE version_id = 2`,
+		} {
+			if _, err := st.Writer().Exec(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		var later int
+		if err := st.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM goose_db_version WHERE version_id > 2`).Scan(&later); err != nil || later == 0 {
+			t.Fatalf("the database has %d migrations after 00002 (%v); the test needs one", later, err)
+		}
+		if err := st.Migrate(ctx); err != nil {
+			t.Fatalf("migrate with 00002 missing: %v", err)
+		}
+		_, k := stepFixture(t, st, "acme")
+		if _, err := st.CountHTTPStepCall(ctx, st.Writer(), k, 1); err != nil {
+			t.Fatalf("http_steps after the out-of-order migration: %v", err)
+		}
+	})
+}
