@@ -9,6 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/parleyhq/parley/internal/msg"
@@ -118,6 +121,36 @@ func AsError(err error) *Error {
 		return ce
 	}
 	return &Error{Kind: KindUnavailable, Retryable: true, Message: err.Error()}
+}
+
+// RetryAfter reads a provider's Retry-After header: delay seconds or an HTTP date. Zero
+// when absent, malformed or in the past; an absurd hint is capped at a day.
+func RetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		const maxSecs = int64(24 * time.Hour / time.Second)
+		return time.Duration(min(secs, maxSecs)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// Snippet shortens a provider's response body for an error message.
+func Snippet(raw []byte) string {
+	const n = 300
+	s := strings.TrimSpace(string(raw))
+	if len(s) > n {
+		s = strings.ToValidUTF8(s[:n], "") + "..."
+	}
+	return s
 }
 
 // Inbound is one message a user sent, as parsed from a provider's webhook.

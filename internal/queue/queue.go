@@ -97,22 +97,17 @@ func New(st *store.Store, cfg Config) (*Queue, error) {
 		if err != nil {
 			return nil, fmt.Errorf("river client: %w", err)
 		}
-		return &Queue{
-			start: c.Start, stop: c.Stop,
-			insert: func(ctx context.Context, a river.JobArgs, o *river.InsertOpts) error {
-				_, err := c.Insert(ctx, a, o)
-				return err
-			},
-			insertTx: func(ctx context.Context, tx store.Tx, a river.JobArgs, o *river.InsertOpts) error {
-				_, err := c.InsertTx(ctx, tx.Driver().(*sql.Tx), a, o)
-				return err
-			},
-		}, nil
+		return wrap(c, func(tx store.Tx) *sql.Tx { return tx.Driver().(*sql.Tx) }), nil
 	}
 	c, err := river.NewClient(riverpgxv5.New(st.PgxPool()), rc)
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
+	return wrap(c, func(tx store.Tx) pgx.Tx { return tx.Driver().(pgx.Tx) }), nil
+}
+
+// wrap adapts a River client typed by its engine's transaction to Queue.
+func wrap[TTx any](c *river.Client[TTx], engineTx func(store.Tx) TTx) *Queue {
 	return &Queue{
 		start: c.Start, stop: c.Stop,
 		insert: func(ctx context.Context, a river.JobArgs, o *river.InsertOpts) error {
@@ -120,10 +115,10 @@ func New(st *store.Store, cfg Config) (*Queue, error) {
 			return err
 		},
 		insertTx: func(ctx context.Context, tx store.Tx, a river.JobArgs, o *river.InsertOpts) error {
-			_, err := c.InsertTx(ctx, tx.Driver().(pgx.Tx), a, o)
+			_, err := c.InsertTx(ctx, engineTx(tx), a, o)
 			return err
 		},
-	}, nil
+	}
 }
 
 // Start begins working jobs.

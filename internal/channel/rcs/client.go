@@ -405,7 +405,7 @@ func classify(resp *http.Response, raw []byte) *channel.Error {
 		e.Kind = channel.KindInvalid
 	}
 	if e.Retryable {
-		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		e.RetryAfter = channel.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 
 	var b strings.Builder
@@ -419,42 +419,13 @@ func classify(resp *http.Response, raw []byte) *channel.Error {
 	if ge.Error.Message != "" {
 		b.WriteString(": " + ge.Error.Message)
 	} else if ge.Error.Status == "" && len(raw) > 0 {
-		b.WriteString(": " + snippet(raw))
+		b.WriteString(": " + channel.Snippet(raw))
 	}
 	e.Message = b.String()
 	return e
-}
-
-// retryAfter reads a Retry-After header: delay seconds or an HTTP date. Zero when
-// absent, malformed or in the past.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		const maxSecs = int64(24 * time.Hour / time.Second) // an absurd hint is capped, not overflowed
-		return time.Duration(min(secs, maxSecs)) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 func invalid(m string) *channel.Error {
 	return &channel.Error{Kind: channel.KindInvalid, Message: "rcs: " + m}
 }
 
-// snippet shortens a response body for an error message.
-func snippet(raw []byte) string {
-	const n = 300
-	s := strings.TrimSpace(string(raw))
-	if len(s) > n {
-		s = strings.ToValidUTF8(s[:n], "") + "..."
-	}
-	return s
-}

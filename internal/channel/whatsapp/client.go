@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -134,7 +133,7 @@ func (c *Client) Send(ctx context.Context, to channel.Recipient, content msg.Con
 	var ok sendResponse
 	if err := json.Unmarshal(raw, &ok); err != nil || len(ok.Messages) == 0 || ok.Messages[0].ID == "" {
 		return channel.Sent{}, &channel.Error{Kind: channel.KindUnavailable, HTTPStatus: resp.StatusCode,
-			Message: "whatsapp: accepted but the response has no message id: " + snippet(raw)}
+			Message: "whatsapp: accepted but the response has no message id: " + channel.Snippet(raw)}
 	}
 	return channel.Sent{ProviderMessageID: ok.Messages[0].ID, Status: "sent"}, nil
 }
@@ -397,7 +396,7 @@ func classify(resp *http.Response, raw []byte) *channel.Error {
 		e.Kind = channel.KindInvalid
 	}
 	if e.Retryable {
-		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		e.RetryAfter = channel.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 
 	var b strings.Builder
@@ -405,7 +404,7 @@ func classify(resp *http.Response, raw []byte) *channel.Error {
 	if ge.Error.Message != "" {
 		b.WriteString(": " + ge.Error.Message)
 	} else if len(raw) > 0 {
-		b.WriteString(": " + snippet(raw))
+		b.WriteString(": " + channel.Snippet(raw))
 	}
 	if d := ge.Error.ErrorData.Details; d != "" && d != ge.Error.Message {
 		b.WriteString(" (" + d + ")")
@@ -417,39 +416,10 @@ func classify(resp *http.Response, raw []byte) *channel.Error {
 	return e
 }
 
-// retryAfter reads a Retry-After header: delay seconds or an HTTP date. Zero when
-// absent, malformed or in the past.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		const maxSecs = int64(24 * time.Hour / time.Second) // an absurd hint is capped, not overflowed
-		return time.Duration(min(secs, maxSecs)) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
-}
-
 func invalid(m string) *channel.Error {
 	return &channel.Error{Kind: channel.KindInvalid, Message: "whatsapp: " + m}
 }
 
-// snippet shortens a response body for an error message.
-func snippet(raw []byte) string {
-	const n = 300
-	s := strings.TrimSpace(string(raw))
-	if len(s) > n {
-		s = strings.ToValidUTF8(s[:n], "") + "..."
-	}
-	return s
-}
 
 func joinNonEmpty(sep string, parts ...string) string {
 	var keep []string
