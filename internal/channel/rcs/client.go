@@ -428,4 +428,3 @@ func classify(resp *http.Response, raw []byte) *channel.Error {
 func invalid(m string) *channel.Error {
 	return &channel.Error{Kind: channel.KindInvalid, Message: "rcs: " + m}
 }
-

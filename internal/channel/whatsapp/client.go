@@ -420,7 +420,6 @@ func invalid(m string) *channel.Error {
 	return &channel.Error{Kind: channel.KindInvalid, Message: "whatsapp: " + m}
 }
 
-
 func joinNonEmpty(sep string, parts ...string) string {
 	var keep []string
 	for _, p := range parts {
