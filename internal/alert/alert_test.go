@@ -121,9 +121,9 @@ func (s *authSession) Auth(string) (sasl.Server, error) {
 type serverMode int
 
 const (
-	plainText serverMode = iota // no TLS at all
-	startTLS                    // STARTTLS offered
-	implicitTLS                 // TLS from the first byte (smtps)
+	plainText   serverMode = iota // no TLS at all
+	startTLS                      // STARTTLS offered
+	implicitTLS                   // TLS from the first byte (smtps)
 )
 
 // startServer runs an SMTP server on 127.0.0.1 for the test and returns its port.
@@ -156,6 +156,7 @@ func startServer(t *testing.T, be *backend, mode serverMode, cert tls.Certificat
 	}()
 	t.Cleanup(func() {
 		srv.Close()
+		l.Close() // Close misses a listener that Serve has not registered yet
 		<-done
 	})
 	return l.Addr().(*net.TCPAddr).Port
@@ -258,7 +259,7 @@ func TestSend(t *testing.T) {
 			url: "smtps://127.0.0.1:%d?from=" + from, wantTLS: true},
 		{name: "PLAIN auth on localhost", mode: plainText,
 			be:  &backend{users: map[string]string{"ada": "p@ss word"}, requireAuth: true},
-			url: "smtp://ada:p%40ss%20word@127.0.0.1:%d?from=" + from + "&starttls=no", wantUser: "ada"},
+			url: "smtp://ada:p%%40ss%%20word@127.0.0.1:%d?from=" + from + "&starttls=no", wantUser: "ada"},
 		{name: "PLAIN auth over STARTTLS", mode: startTLS,
 			be:  &backend{users: map[string]string{"ada": "secret"}, requireAuth: true},
 			url: "smtp://ada:secret@127.0.0.1:%d?from=" + from + "&starttls=mandatory", wantUser: "ada", wantTLS: true},

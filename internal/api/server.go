@@ -16,6 +16,7 @@ import (
 	"github.com/parleyhq/parley/internal/auth"
 	"github.com/parleyhq/parley/internal/channel/registry"
 	"github.com/parleyhq/parley/internal/engine"
+	"github.com/parleyhq/parley/internal/httpstep"
 	"github.com/parleyhq/parley/internal/store"
 )
 
@@ -31,6 +32,8 @@ type Deps struct {
 	AdminToken string
 	// Ready reports whether the server can take work (database reachable).
 	Ready func(context.Context) error
+	// HTTPSteps serves the admin actions on http nodes (test, logs, remap, mail reset).
+	HTTPSteps *httpstep.Service
 }
 
 // Server is the HTTP API.
@@ -75,8 +78,10 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /bot-api/v1.0"+bot+"/users", s.platform(s.listUsers))
 	m.HandleFunc("GET /bot-api/v1.0"+bot+"/channel-user/{channelUserId}/conversations", s.platform(s.conversations))
 
+	s.docRoutes()
 	s.adminRoutes()
 	s.channelRoutes()
+	s.httpStepRoutes()
 
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("no such endpoint: %s %s", r.Method, r.URL.Path))

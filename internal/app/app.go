@@ -18,10 +18,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/riverqueue/river"
 
+	"github.com/parleyhq/parley/internal/alert"
 	"github.com/parleyhq/parley/internal/api"
 	"github.com/parleyhq/parley/internal/auth"
 	"github.com/parleyhq/parley/internal/channel/registry"
 	"github.com/parleyhq/parley/internal/engine"
+	"github.com/parleyhq/parley/internal/httpstep"
 	"github.com/parleyhq/parley/internal/queue"
 	"github.com/parleyhq/parley/internal/store"
 )
@@ -41,6 +43,14 @@ type Config struct {
 	DemoOut io.Writer
 	// Ready, when set, receives the bound address once the server accepts connections.
 	Ready chan<- string
+	// HTTPRate is the HTTP-step calls per minute of an account without a rate of its own
+	// (httpstep.DefaultRate when not positive).
+	HTTPRate int
+	// HTTPAllow lists the CIDRs, IPs and host names http steps may reach although they
+	// are loopback, private or link-local.
+	HTTPAllow []string
+	// SMTPURL is the server that sends http steps' alert mail; empty sends none.
+	SMTPURL string
 }
 
 // Server is a running Parley.
@@ -50,6 +60,7 @@ type Server struct {
 	st     *store.Store
 	q      *queue.Queue
 	eng    *engine.Engine
+	steps  *httpstep.Service
 	api    *api.Server
 	http   *http.Server
 	ln     net.Listener
@@ -69,7 +80,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, st: st}
 	if err := s.init(ctx); err != nil {
-		_ = st.Close()
+		_ = s.Close() // the store, and the http-step service if it was built
 		return nil, err
 	}
 	return s, nil
@@ -82,8 +93,20 @@ func (s *Server) init(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	httpClient, err := httpstep.NewClient(httpstep.Options{Allow: s.cfg.HTTPAllow})
+	if err != nil {
+		return fmt.Errorf("--http-allow: %w", err)
+	}
+	var mailer *alert.Mailer
+	if s.cfg.SMTPURL != "" {
+		if mailer, err = alert.New(s.cfg.SMTPURL); err != nil {
+			return fmt.Errorf("--smtp-url: %w", err)
+		}
+	}
+
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &queue.CleanupWorker{Store: s.st, IdempotencyWindow: engine.IdempotencyWindow, Log: s.log})
+	river.AddWorker(workers, httpstep.NewAlertWorker(mailer))
 	q, err := queue.New(s.st, queue.Config{
 		Workers:  workers,
 		Periodic: []*river.PeriodicJob{queue.CleanupJob(10 * time.Minute)},
@@ -93,12 +116,17 @@ func (s *Server) init(ctx context.Context) error {
 		return err
 	}
 	s.q = q
+	s.steps, err = httpstep.NewService(httpstep.Config{Store: s.st, Client: httpClient, DefaultRate: s.cfg.HTTPRate,
+		Queue: q, Mailer: mailer, Log: s.log.With("component", "httpstep")})
+	if err != nil {
+		return err
+	}
 	channels := registry.New(s.st, registry.Options{})
 	s.eng = engine.New(s.st, engine.Config{Workers: s.cfg.Workers, Log: s.log.With("component", "engine"), Registry: reg,
-		Channels: channels})
+		Channels: channels, HTTP: httpCaller{s.steps}})
 	authSvc := auth.New(s.st, 0)
 	s.api = api.New(api.Deps{Store: s.st, Auth: authSvc, Engine: s.eng, Channels: channels, Log: s.log.With("component", "http"),
-		Registry: reg, AdminToken: s.cfg.AdminToken, Ready: s.st.Ping})
+		Registry: reg, AdminToken: s.cfg.AdminToken, Ready: s.st.Ping, HTTPSteps: s.steps})
 	if s.cfg.Demo {
 		if err := seedDemo(ctx, s.st, authSvc, s.cfg, s.cfg.DemoOut); err != nil {
 			return fmt.Errorf("demo: %w", err)
@@ -197,5 +225,18 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.steps != nil {
+		s.steps.Close()
+	}
 	return s.st.Close()
+}
+
+// httpCaller lets the engine make http steps' calls through the httpstep service, whose
+// types mirror the engine's so that neither package imports the other.
+type httpCaller struct{ s *httpstep.Service }
+
+func (h httpCaller) Call(ctx context.Context, c engine.HTTPCall) engine.HTTPResult {
+	r := h.s.Call(ctx, httpstep.StepCall{CustomerID: c.CustomerID, BotID: c.BotID, FlowID: c.FlowID, FlowKey: c.FlowKey,
+		RunID: c.RunID, Node: c.Node, Lookup: c.Lookup})
+	return engine.HTTPResult{Failed: r.Failed, Error: r.Error, Status: r.Status, Leaves: r.Leaves}
 }

@@ -30,7 +30,13 @@ func serve(ctx context.Context, env Env, args []string) error {
 	demo := fs.Bool("demo", false, "seed a demo customer, bot, API key and flow, and print a curl that triggers it")
 	workers := fs.Int("workers", 0, "runs executed at once (default 64; env PARLEY_WORKERS)")
 	logLevel := fs.String("log-level", envOr(env, "PARLEY_LOG_LEVEL", "info"), "debug, info, warn or error (env PARLEY_LOG_LEVEL)")
+	hf := addHTTPStepFlags(fs, env)
+	smtpURL := smtpFlag(fs)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	httpRate, httpAllow, err := hf.values()
+	if err != nil {
 		return err
 	}
 	if *workers == 0 {
@@ -48,7 +54,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 	}
 	app.TuneGC()
 	srv, err := app.Open(ctx, app.Config{Addr: *addr, DB: *db, AdminToken: *adminToken, Demo: *demo, Workers: *workers,
-		Log: log, DemoOut: env.Stdout})
+		Log: log, DemoOut: env.Stdout, HTTPRate: httpRate, HTTPAllow: httpAllow, SMTPURL: smtpValue(*smtpURL, env)})
 	if err != nil {
 		return err
 	}

@@ -133,8 +133,8 @@ func TestDoMethodsAndBodies(t *testing.T) {
 			if *got != want {
 				t.Errorf("server saw %+v\nwant        %+v", *got, want)
 			}
-			if res.Response.Status != 200 {
-				t.Errorf("status = %d", res.Response.Status)
+			if res.Response.Status != 200 || res.Response.URL != "" {
+				t.Errorf("status = %d, response URL %q (no redirect happened)", res.Response.Status, res.Response.URL)
 			}
 			if res.Request.Method != tt.method || res.Request.Body != tt.wantBody || res.Request.Header.Get("X-Token") != "s3cr3t" {
 				t.Errorf("result's request = %+v", res.Request)

@@ -64,9 +64,9 @@ func (e *RequestError) Error() string {
 
 func (e *RequestError) Unwrap() error { return e.Err }
 
-// bodyInQuery lists the methods whose query-mode fields go into the URL: these methods
+// fieldsInURL lists the methods whose query-mode fields go into the URL: these methods
 // carry no body by convention, and some servers reject one.
-var bodyInQuery = map[string]bool{http.MethodGet: true, http.MethodHead: true, http.MethodDelete: true, http.MethodOptions: true}
+var fieldsInURL = map[string]bool{http.MethodGet: true, http.MethodHead: true, http.MethodDelete: true, http.MethodOptions: true}
 
 var methods = map[string]bool{
 	http.MethodGet: true, http.MethodPost: true, http.MethodPut: true, http.MethodPatch: true,
@@ -151,7 +151,7 @@ func Build(n *flow.HTTPNode, lookup flow.Lookup) (*Call, error) {
 		}
 		if len(form) > 0 {
 			enc := form.Encode() // sorted by name: stable requests and logs
-			if bodyInQuery[method] {
+			if fieldsInURL[method] {
 				if u.RawQuery == "" {
 					u.RawQuery = enc
 				} else {

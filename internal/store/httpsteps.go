@@ -46,55 +46,69 @@ type HTTPStepLog struct {
 	Detail     []byte
 }
 
-// ClaimHTTPCall counts one HTTP-step call of the customer in the minute starting at
-// windowStart (Unix ms) and reports whether it is allowed: the customer's http_rate, or
-// defaultLimit when it has none, caps the calls of a minute. A refused call is not
-// counted. It is one upsert on the customer's row, so it holds across every instance
-// sharing the database. A clock behind the row's minute counts towards the row's minute
-// rather than reopening an old one.
-func (s *Store) ClaimHTTPCall(ctx context.Context, q Querier, customerID, windowStart int64, defaultLimit int) (bool, error) {
+// ClaimHTTPCalls takes n HTTP-step calls of the customer in the minute starting at
+// windowStart (Unix ms), all or none, and reports whether it got them: the customer's
+// http_rate, or defaultLimit when it has none, caps the calls of a minute. Nothing is
+// counted when the claim is refused. It is one upsert on the customer's row, so it holds
+// across every instance sharing the database. A clock behind the row's minute counts
+// towards the row's minute rather than reopening an old one.
+func (s *Store) ClaimHTTPCalls(ctx context.Context, q Querier, customerID, windowStart int64, defaultLimit, n int) (bool, error) {
 	if q == nil {
 		q = s.w
 	}
-	query := `INSERT INTO http_rate_windows (customer_id, window_start, n) VALUES ($1, $2, 1)
+	if n < 1 {
+		return false, fmt.Errorf("claim %d http calls: want at least one", n)
+	}
+	// The SELECT proposes no row when n alone is over the limit, so a new minute cannot
+	// start over it either.
+	query := `INSERT INTO http_rate_windows (customer_id, window_start, n)
+		SELECT $1, $2, $4 WHERE $4 <= COALESCE((SELECT http_rate FROM customers WHERE id = $1), $3)
 		ON CONFLICT (customer_id) DO UPDATE SET
-			n = CASE WHEN excluded.window_start > http_rate_windows.window_start THEN 1 ELSE http_rate_windows.n + 1 END,
+			n = CASE WHEN excluded.window_start > http_rate_windows.window_start THEN excluded.n
+				ELSE http_rate_windows.n + excluded.n END,
 			window_start = MAX(http_rate_windows.window_start, excluded.window_start)
 		WHERE excluded.window_start > http_rate_windows.window_start
-			OR http_rate_windows.n < COALESCE((SELECT http_rate FROM customers WHERE id = $1), $3)
+			OR http_rate_windows.n + excluded.n <= COALESCE((SELECT http_rate FROM customers WHERE id = $1), $3)
 		RETURNING n`
 	if s.dialect == Postgres {
-		query = `INSERT INTO http_rate_windows (customer_id, window_start, n) VALUES ($1, $2, 1)
+		query = `INSERT INTO http_rate_windows (customer_id, window_start, n)
+		SELECT $1::bigint, $2::bigint, $4::bigint WHERE $4::bigint <= COALESCE((SELECT http_rate FROM customers WHERE id = $1::bigint), $3::bigint)
 		ON CONFLICT (customer_id) DO UPDATE SET
-			n = CASE WHEN excluded.window_start > http_rate_windows.window_start THEN 1 ELSE http_rate_windows.n + 1 END,
+			n = CASE WHEN excluded.window_start > http_rate_windows.window_start THEN excluded.n
+				ELSE http_rate_windows.n + excluded.n END,
 			window_start = GREATEST(http_rate_windows.window_start, excluded.window_start)
 		WHERE excluded.window_start > http_rate_windows.window_start
-			OR http_rate_windows.n < COALESCE((SELECT http_rate FROM customers WHERE id = $1), $3)
+			OR http_rate_windows.n + excluded.n <= COALESCE((SELECT http_rate FROM customers WHERE id = $1::bigint), $3::bigint)
 		RETURNING n`
 	}
-	var n int64
-	err := q.QueryRow(ctx, query, customerID, windowStart, defaultLimit).Scan(&n)
+	var total int64
+	err := q.QueryRow(ctx, query, customerID, windowStart, defaultLimit, n).Scan(&total)
 	switch {
 	case err == nil:
 		return true, nil
-	case errors.Is(err, ErrNotFound): // the update's condition refused: the minute is full
+	case errors.Is(err, ErrNotFound): // refused: the minute has fewer than n calls left
 		return false, nil
 	}
-	return false, fmt.Errorf("count http call of customer %d: %w", customerID, err)
+	return false, fmt.Errorf("claim %d http calls of customer %d: %w", n, customerID, err)
 }
 
-// CountHTTPStepCall numbers a new call of the step, making the step's row at its first
-// call, and returns the state with that number in Calls. Inside a transaction it locks
-// the row until the commit, so the calls of one step record their outcome one at a time.
-func (s *Store) CountHTTPStepCall(ctx context.Context, q Querier, k HTTPStep, at int64) (HTTPStepState, error) {
-	var st HTTPStepState
-	err := q.QueryRow(ctx, `INSERT INTO http_steps (flow_id, node_id, calls, last_call_at) VALUES ($1, $2, 1, $3)
-		ON CONFLICT (flow_id, node_id) DO UPDATE SET calls = http_steps.calls + 1, last_call_at = excluded.last_call_at
-		RETURNING shape, changed_shape, calls, last_call_at, alert_sent_at`, k.FlowID, k.NodeID, at).
-		Scan(&st.Shape, &st.ChangedShape, &st.Calls, &st.LastCallAt, &st.AlertSentAt)
-	if err != nil {
-		return HTTPStepState{}, fmt.Errorf("count call of %s: %w", k, err)
+// CountHTTPStepCalls numbers n new calls of the step, the last made at lastAt (Unix ms),
+// making the step's row at its first call. It returns the state before the calls, so
+// that they are numbered Calls+1 to Calls+n. Inside a transaction it locks the row until
+// the commit, so concurrent writers number calls one after the other.
+func (s *Store) CountHTTPStepCalls(ctx context.Context, q Querier, k HTTPStep, n int, lastAt int64) (HTTPStepState, error) {
+	if n < 1 {
+		return HTTPStepState{}, fmt.Errorf("count %d calls of %s: want at least one", n, k)
 	}
+	var st HTTPStepState
+	err := q.QueryRow(ctx, `INSERT INTO http_steps (flow_id, node_id, calls, last_call_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (flow_id, node_id) DO UPDATE SET calls = http_steps.calls + excluded.calls, last_call_at = excluded.last_call_at
+		RETURNING shape, changed_shape, calls, alert_sent_at`, k.FlowID, k.NodeID, n, lastAt).
+		Scan(&st.Shape, &st.ChangedShape, &st.Calls, &st.AlertSentAt)
+	if err != nil {
+		return HTTPStepState{}, fmt.Errorf("count calls of %s: %w", k, err)
+	}
+	st.Calls -= int64(n)
 	return st, nil
 }
 

@@ -30,7 +30,7 @@ func stepFixture(t *testing.T, st *store.Store, name string) (int64, store.HTTPS
 	return c.ID, store.HTTPStep{FlowID: f.ID, NodeID: "call"}
 }
 
-func TestClaimHTTPCall(t *testing.T) {
+func TestClaimHTTPCalls(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
 		acme, _ := stepFixture(t, st, "acme")
@@ -41,12 +41,12 @@ func TestClaimHTTPCall(t *testing.T) {
 		}
 		const minute = int64(60_000)
 		w := int64(1_700_000_000_000) / minute * minute
-		// claims counts the allowed calls among n claims.
-		claims := func(customer, window int64, n int) int {
+		// claims makes `claims` claims of n calls each and counts those allowed.
+		claims := func(customer, window int64, claims, n int) int {
 			t.Helper()
 			ok := 0
-			for range n {
-				allowed, err := st.ClaimHTTPCall(ctx, nil, customer, window, 3)
+			for range claims {
+				allowed, err := st.ClaimHTTPCalls(ctx, nil, customer, window, 3, n)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -61,18 +61,25 @@ func TestClaimHTTPCall(t *testing.T) {
 			customer int64
 			window   int64
 			claims   int
+			n        int
 			want     int
 		}{
-			{"default limit", acme, w, 5, 3},
-			{"still full", acme, w, 2, 0},
-			{"account's own limit", globex, w, 10, 7},
-			{"next minute starts afresh", acme, w + minute, 4, 3},
-			{"a clock behind counts towards the newer minute", acme, w, 1, 0},
-			{"a later minute again", acme, w + 5*minute, 1, 1},
+			{"default limit", acme, w, 5, 1, 3},
+			{"still full", acme, w, 2, 1, 0},
+			{"account's own limit", globex, w, 10, 1, 7},
+			{"next minute starts afresh", acme, w + minute, 4, 1, 3},
+			{"a clock behind counts towards the newer minute", acme, w, 1, 1, 0},
+			{"blocks: all or none", globex, w + minute, 4, 3, 2},
+			{"the rest one by one", globex, w + minute, 2, 1, 1},
+			{"a block over the limit never starts a minute", acme, w + 2*minute, 1, 4, 0},
+			{"which is still new", acme, w + 2*minute, 4, 1, 3},
 		} {
-			if got := claims(tc.customer, tc.window, tc.claims); got != tc.want {
-				t.Fatalf("%s: %d of %d claims allowed, want %d", tc.name, got, tc.claims, tc.want)
+			if got := claims(tc.customer, tc.window, tc.claims, tc.n); got != tc.want {
+				t.Fatalf("%s: %d of %d claims of %d allowed, want %d", tc.name, got, tc.claims, tc.n, tc.want)
 			}
+		}
+		if _, err := st.ClaimHTTPCalls(ctx, nil, acme, w, 3, 0); err == nil {
+			t.Fatal("a claim of no calls did not fail")
 		}
 
 		// Raising the limit takes effect within the minute.
@@ -80,7 +87,7 @@ func TestClaimHTTPCall(t *testing.T) {
 		if err := st.SetCustomerHTTPRate(ctx, globex, &ten); err != nil {
 			t.Fatal(err)
 		}
-		if got := claims(globex, w, 5); got != 3 {
+		if got := claims(globex, w+minute, 5, 1); got != 3 {
 			t.Fatalf("after raising the limit to 10: %d more claims allowed, want 3", got)
 		}
 	})
@@ -96,16 +103,17 @@ func TestHTTPStepLogsKeepTheLast20(t *testing.T) {
 		const calls = 25
 		for i := range calls {
 			err := st.InTx(ctx, func(tx store.Tx) error {
-				s, err := st.CountHTTPStepCall(ctx, tx, k, int64(1000+i))
+				s, err := st.CountHTTPStepCalls(ctx, tx, k, 1, int64(1000+i))
 				if err != nil {
 					return err
 				}
-				if s.Calls != int64(i+1) {
-					return fmt.Errorf("call %d numbered %d", i+1, s.Calls)
+				if s.Calls != int64(i) {
+					return fmt.Errorf("call %d follows %d calls", i+1, s.Calls)
 				}
-				return st.PutHTTPStepLog(ctx, tx, k, store.HTTPStepLog{Seq: s.Calls, RunID: fmt.Sprint("run-", s.Calls),
+				seq := s.Calls + 1
+				return st.PutHTTPStepLog(ctx, tx, k, store.HTTPStepLog{Seq: seq, RunID: fmt.Sprint("run-", seq),
 					At: int64(1000 + i), DurationUS: 1500, Method: "GET", URL: "https://example.com/", Status: 200,
-					Detail: []byte(fmt.Sprintf(`{"n": %d}`, s.Calls))})
+					Detail: []byte(fmt.Sprintf(`{"n": %d}`, seq))})
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -151,8 +159,18 @@ func TestHTTPStepShapesAndAlerts(t *testing.T) {
 		if err := st.ResetHTTPStepAlert(ctx, k); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.CountHTTPStepCall(ctx, st.Writer(), k, 1); err != nil {
-			t.Fatal(err)
+		// Three calls at once: numbered after the calls before them.
+		for _, tc := range []struct {
+			n      int
+			before int64
+		}{{1, 0}, {3, 1}, {2, 4}} {
+			s, err := st.CountHTTPStepCalls(ctx, st.Writer(), k, tc.n, 1)
+			if err != nil || s.Calls != tc.before {
+				t.Fatalf("count %d calls: %+v, %v; want %d calls before", tc.n, s, err, tc.before)
+			}
+		}
+		if _, err := st.CountHTTPStepCalls(ctx, st.Writer(), k, 0, 1); err == nil {
+			t.Fatal("counting no calls did not fail")
 		}
 		if err := st.SetHTTPStepShapes(ctx, st.Writer(), k, "$ object", "$ array"); err != nil {
 			t.Fatal(err)
@@ -225,7 +243,7 @@ func TestMigrateOutOfOrder(t *testing.T) {
 			t.Fatalf("migrate with 00002 missing: %v", err)
 		}
 		_, k := stepFixture(t, st, "acme")
-		if _, err := st.CountHTTPStepCall(ctx, st.Writer(), k, 1); err != nil {
+		if _, err := st.CountHTTPStepCalls(ctx, st.Writer(), k, 1, 1); err != nil {
 			t.Fatalf("http_steps after the out-of-order migration: %v", err)
 		}
 	})

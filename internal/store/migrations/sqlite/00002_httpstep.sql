@@ -37,7 +37,7 @@ CREATE TABLE http_step_logs (
 );
 
 -- Each customer's HTTP-step calls in the current minute, shared by every instance: a
--- call is allowed when one upsert can count it (see store.ClaimHTTPCall). One row per
+-- call is allowed when one upsert can count it (see store.ClaimHTTPCalls). One row per
 -- customer, moved on to the next minute by its first call there: nothing to clean up.
 CREATE TABLE http_rate_windows (
     customer_id  INTEGER PRIMARY KEY REFERENCES customers (id),

@@ -1,0 +1,175 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/parleyhq/parley/internal/httpstep"
+	"github.com/parleyhq/parley/internal/store"
+)
+
+// httpStepRoutes serves the admin actions on a flow's http node: the Test call, its
+// logs, its state ("JSON Structure Change Detected", the recorded structure, the last
+// alert mail), Remap and Reset Mail Timeout.
+func (s *Server) httpStepRoutes() {
+	m := s.mux
+	const n = "/admin/v1/customers/{cid}/bots/{botKey}/flows/{flowKey}/nodes/{nodeId}"
+	m.HandleFunc("GET "+n, s.admin(s.httpStepState))
+	m.HandleFunc("GET "+n+"/{$}", s.admin(s.httpStepState))
+	m.HandleFunc("POST "+n+"/test", s.admin(s.httpStepTest))
+	m.HandleFunc("GET "+n+"/logs", s.admin(s.httpStepLogs))
+	m.HandleFunc("GET "+n+"/logs/{logId}", s.admin(s.httpStepLog))
+	m.HandleFunc("POST "+n+"/remap", s.admin(s.httpStepRemap))
+	m.HandleFunc("POST "+n+"/reset-mail-timeout", s.admin(s.httpStepResetMail))
+}
+
+// pathStep resolves the http node an admin path names.
+func (s *Server) pathStep(r *http.Request) (httpstep.Step, *Error) {
+	if s.HTTPSteps == nil {
+		return httpstep.Step{}, errorf(http.StatusServiceUnavailable, CodeUnavailable, "UNAVAILABLE",
+			"HTTP steps are not enabled on this server")
+	}
+	b, e := s.pathBot(r)
+	if e != nil {
+		return httpstep.Step{}, e
+	}
+	flowKey, nodeID := r.PathValue("flowKey"), r.PathValue("nodeId")
+	st, err := s.HTTPSteps.Step(r.Context(), b.CustomerID, b.ID, flowKey, nodeID)
+	switch {
+	case err == nil:
+		return st, nil
+	case errors.Is(err, httpstep.ErrFlowNotFound):
+		return httpstep.Step{}, errorf(http.StatusNotFound, CodeNotFound, "FLOW_NOT_FOUND", "this bot has no flow with key %q", flowKey)
+	case errors.Is(err, httpstep.ErrNodeNotFound):
+		return httpstep.Step{}, errorf(http.StatusNotFound, CodeNotFound, "NODE_NOT_FOUND", "flow %q has no node %q", flowKey, nodeID)
+	case errors.Is(err, httpstep.ErrNotHTTPNode):
+		return httpstep.Step{}, invalid("%s: only http nodes have tests, logs and alerts", err.Error())
+	}
+	return httpstep.Step{}, s.storeError("http step", err)
+}
+
+// httpStepTest makes one call of the node: {"attributes": {"name": value, ...}}, the
+// body optional. Values are strings, numbers, booleans or null, as in a trigger. The
+// answer is the call in full, whether or not it failed.
+func (s *Server) httpStepTest(w http.ResponseWriter, r *http.Request) *Error {
+	st, e := s.pathStep(r)
+	if e != nil {
+		return e
+	}
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		return bodyError(err)
+	}
+	var body struct {
+		Attributes map[string]any `json:"attributes"`
+	}
+	if len(bytes.TrimSpace(raw)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		dec.DisallowUnknownFields() // {"attrs": ...} would otherwise test with no attributes
+		if err := dec.Decode(&body); err != nil {
+			return bodyError(err)
+		}
+		if dec.More() {
+			return invalid("the body holds more than one JSON value")
+		}
+	}
+	attrs := make(map[string]string, len(body.Attributes))
+	for name, v := range body.Attributes {
+		text, e := scalar(name, v)
+		if e != nil {
+			return e
+		}
+		if e := addAttr(attrs, name, text); e != nil {
+			return e
+		}
+	}
+	res, err := s.HTTPSteps.Test(r.Context(), st, attrs)
+	if err != nil {
+		return s.storeError("http step test", err)
+	}
+	writeOK(w, res)
+	return nil
+}
+
+func (s *Server) httpStepState(w http.ResponseWriter, r *http.Request) *Error {
+	st, e := s.pathStep(r)
+	if e != nil {
+		return e
+	}
+	state, err := s.HTTPSteps.State(r.Context(), st)
+	if err != nil {
+		return s.storeError("http step", err)
+	}
+	writeOK(w, state)
+	return nil
+}
+
+// httpStepLogs lists the node's last calls, with the step's structure flag, which the
+// logs show too.
+func (s *Server) httpStepLogs(w http.ResponseWriter, r *http.Request) *Error {
+	st, e := s.pathStep(r)
+	if e != nil {
+		return e
+	}
+	logs, err := s.HTTPSteps.Logs(r.Context(), st)
+	if err != nil {
+		return s.storeError("http step logs", err)
+	}
+	state, err := s.HTTPSteps.State(r.Context(), st)
+	if err != nil {
+		return s.storeError("http step", err)
+	}
+	writeOK(w, map[string]any{"logs": logs, "structure_changed": state.StructureChanged, "message": state.Message})
+	return nil
+}
+
+func (s *Server) httpStepLog(w http.ResponseWriter, r *http.Request) *Error {
+	st, e := s.pathStep(r)
+	if e != nil {
+		return e
+	}
+	id, err := strconv.ParseInt(r.PathValue("logId"), 10, 64)
+	if err != nil || id <= 0 {
+		return invalid("log id %q is not a positive number", r.PathValue("logId"))
+	}
+	l, err := s.HTTPSteps.Log(r.Context(), st, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound("node %q has no log %d (only its last %d calls are kept)", st.Node.ID, id, store.HTTPStepLogsKept)
+	}
+	if err != nil {
+		return s.storeError("http step log", err)
+	}
+	writeOK(w, l)
+	return nil
+}
+
+func (s *Server) httpStepRemap(w http.ResponseWriter, r *http.Request) *Error {
+	st, e := s.pathStep(r)
+	if e != nil {
+		return e
+	}
+	state, err := s.HTTPSteps.Remap(r.Context(), st)
+	if err != nil {
+		return s.storeError("http step", err)
+	}
+	writeOK(w, state)
+	return nil
+}
+
+func (s *Server) httpStepResetMail(w http.ResponseWriter, r *http.Request) *Error {
+	st, e := s.pathStep(r)
+	if e != nil {
+		return e
+	}
+	state, err := s.HTTPSteps.ResetMailTimeout(r.Context(), st)
+	if err != nil {
+		return s.storeError("http step", err)
+	}
+	writeOK(w, state)
+	return nil
+}
