@@ -26,7 +26,8 @@ func serve(ctx context.Context, env Env, args []string) error {
 	fs := flags(env, "serve")
 	addr := fs.String("addr", envOr(env, "PARLEY_ADDR", "127.0.0.1:8080"), "listen address (env PARLEY_ADDR)")
 	db := dbFlag(fs, env)
-	adminToken := fs.String("admin-token", env.Getenv("PARLEY_ADMIN_TOKEN"), "bearer token for /admin/v1; empty disables the admin API (env PARLEY_ADMIN_TOKEN)")
+	// The token's default is read after parsing, so -h never prints the secret.
+	adminToken := fs.String("admin-token", "", "bearer token for /admin/v1; empty disables the admin API (env PARLEY_ADMIN_TOKEN)")
 	demo := fs.Bool("demo", false, "seed a demo customer, bot, API key and flow, and print a curl that triggers it")
 	workers := fs.Int("workers", 0, "runs executed at once (default 64; env PARLEY_WORKERS)")
 	logLevel := fs.String("log-level", envOr(env, "PARLEY_LOG_LEVEL", "info"), "debug, info, warn or error (env PARLEY_LOG_LEVEL)")
@@ -38,6 +39,9 @@ func serve(ctx context.Context, env Env, args []string) error {
 	httpRate, httpAllow, err := hf.values()
 	if err != nil {
 		return err
+	}
+	if *adminToken == "" {
+		*adminToken = env.Getenv("PARLEY_ADMIN_TOKEN")
 	}
 	if *workers == 0 {
 		if v := env.Getenv("PARLEY_WORKERS"); v != "" {

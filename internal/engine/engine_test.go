@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -374,6 +375,49 @@ func TestCrashBeforeAcceptLosesNothingAccepted(t *testing.T) {
 		n, err := st.CountRuns(ctx, "")
 		if err != nil || n != len(accepted) {
 			t.Fatalf("%d runs stored, %d accepted (%v)", n, len(accepted), err)
+		}
+	})
+}
+
+// TestAcceptBeforeCalls: a run is stored before its first external call, except a GET
+// made for a trigger whose caller waits for the run anyway (a crash then leaves the
+// trigger unanswered, and repeating the GET is harmless).
+func TestAcceptBeforeCalls(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		stored := map[string]bool{}
+		var mu sync.Mutex
+		h := &fakeHTTP{fn: func(c HTTPCall) HTTPResult {
+			_, err := st.RunByID(context.Background(), nil, c.RunID)
+			mu.Lock()
+			stored[c.Node.Method] = err == nil
+			mu.Unlock()
+			return HTTPResult{Status: 200}
+		}}
+		b := setup(t, st, Config{HTTP: h},
+			`{"key": "get", "start": "c", "nodes": [{"id": "c", "type": "http", "method": "GET", "url": "https://x.example.com", "timeout_seconds": 5}]}`,
+			`{"key": "post", "start": "c", "nodes": [{"id": "c", "type": "http", "method": "POST", "url": "https://x.example.com", "timeout_seconds": 5}]}`)
+		if v := b.trigger(t, "get", "919876543210", nil); v.Status != store.RunCompleted { // waits 5 s
+			t.Fatalf("get run = %+v", v)
+		}
+		if v := b.trigger(t, "post", "919876543211", nil); v.Status != store.RunCompleted {
+			t.Fatalf("post run = %+v", v)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if stored["GET"] || !stored["POST"] {
+			t.Fatalf("stored before the call: %v; want GET not yet (the caller waits), POST yes", stored)
+		}
+		// Without a wait the GET's run is stored first.
+		v, err := b.eng.Trigger(context.Background(), TriggerRequest{BotID: b.botID, CustomerID: b.cid, FlowKey: "get",
+			Channel: "whatsapp", Phone: "+919876543212", Digits: "919876543212", Attrs: map[string]string{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Unlock()
+		b.waitStatus(t, v.RunID, store.RunCompleted)
+		mu.Lock()
+		if !stored["GET"] {
+			t.Fatal("a GET for a trigger that does not wait ran before the run was stored")
 		}
 	})
 }

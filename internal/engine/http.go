@@ -60,8 +60,10 @@ func (e *Engine) httpStep(ctx context.Context, r *run, f *compiledFlow, n *flow.
 			if err := e.commit(ctx, r, true); err != nil {
 				return e.commitFailed(r, err)
 			}
-		} else if err := e.ensureAccepted(ctx, r); err != nil {
-			return e.commitFailed(r, err)
+		} else if !r.mayCallBeforeAccept(time.Duration(n.Timeout()) * time.Second) {
+			if err := e.ensureAccepted(ctx, r); err != nil {
+				return e.commitFailed(r, err)
+			}
 		}
 		res = e.cfg.HTTP.Call(ctx, HTTPCall{CustomerID: r.customerID, BotID: r.rec.BotID, FlowID: f.id, FlowKey: f.key,
 			RunID: r.rec.ID, Node: n, Lookup: lookup})

@@ -467,3 +467,12 @@ func (e *Engine) ensureAccepted(ctx context.Context, r *run) error {
 	}
 	return e.commit(ctx, r, true)
 }
+
+// mayCallBeforeAccept reports whether a call that is harmless to repeat, and takes at
+// most limit, may run before a triggered run is first stored. It may when the trigger's
+// caller waits for the run to end anyway and longer than the call can take: a crash
+// during the call leaves the trigger unanswered, so the client retries it. This spares
+// the commit that would otherwise come before the call.
+func (r *run) mayCallBeforeAccept(limit time.Duration) bool {
+	return !r.inserted && r.accept != nil && limit <= r.accept.wait
+}

@@ -37,6 +37,8 @@ type TriggerRequest struct {
 type acceptance struct {
 	user           store.UserUpsert
 	idempotencyKey string
+	// wait is how long the trigger's caller waits for the run to end (zero: not at all).
+	wait time.Duration
 	// duplicateOf is the run that already holds the idempotency key.
 	duplicateOf string
 }
@@ -125,7 +127,7 @@ func (e *Engine) Trigger(ctx context.Context, req TriggerRequest) (RunView, erro
 		channelUserID: req.Digits,
 		attrs:         attrs,
 		lastInbound:   lastInbound,
-		accept: &acceptance{idempotencyKey: req.IdempotencyKey, user: store.UserUpsert{BotID: req.BotID,
+		accept: &acceptance{idempotencyKey: req.IdempotencyKey, wait: req.Wait, user: store.UserUpsert{BotID: req.BotID,
 			ChannelUserID: req.Digits, Channel: req.Channel, Attrs: req.Attrs,
 			Defaults: map[string]string{"user.user_name": req.Digits}}},
 		accepted: make(chan acceptOutcome, 1),

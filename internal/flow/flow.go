@@ -184,7 +184,7 @@ func (f *Flow) Node(id string) (Node, bool) {
 	return n, ok
 }
 
-// HTTPNodeIDs reports which node ids are HTTP nodes, whose results templates may read.
+// IsHTTPNode reports whether id is an http node, whose results templates may read.
 func (f *Flow) IsHTTPNode(id string) bool {
 	n, ok := f.byID[id]
 	return ok && n.NodeType() == TypeHTTP

@@ -116,7 +116,7 @@ func NewClient(opts Options) (*Client, error) {
 		DialContext:            c.dialContext,
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           100,
-		MaxIdleConnsPerHost:    10,
+		MaxIdleConnsPerHost:    100, // many runs call the same API at once: keep their connections
 		IdleConnTimeout:        90 * time.Second,
 		TLSHandshakeTimeout:    10 * time.Second,
 		ExpectContinueTimeout:  time.Second,

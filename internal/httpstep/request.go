@@ -1,8 +1,9 @@
-// Package httpstep holds the mechanics of one call of a flow's http node (SPEC section 4):
-// building the request from the node's templates, making it through a client that refuses
-// the server's own network, and reading the JSON response into paths that later steps can
-// use. Persistence (logs, rate limits, alert throttling) belongs to the caller, so nothing
-// here touches a database.
+// Package httpstep is the flow's http node (SPEC section 4). request.go, client.go and
+// mapping.go are the mechanics of one call — building the request from the node's
+// templates, making it through a client that refuses the server's own network, reading
+// the JSON response into paths later steps can use — and touch no database; service.go
+// adds what lives in the database: the account's rate limit, the step's logs, structure
+// changes and alert mail.
 package httpstep
 
 import (
