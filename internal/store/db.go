@@ -97,7 +97,7 @@ type Store struct {
 
 // Options tune how a Store is opened.
 type Options struct {
-	// MaxConns caps PostgreSQL connections (default 20) and SQLite readers (default 4).
+	// MaxConns caps PostgreSQL connections (default 32) and SQLite readers (default 8).
 	MaxConns int
 }
 
@@ -160,7 +160,7 @@ func openSQLite(ctx context.Context, path string, opts Options) (*Store, error) 
 	}
 	n := opts.MaxConns
 	if n <= 0 {
-		n = 4
+		n = 8
 	}
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
