@@ -22,8 +22,6 @@ import (
 	"github.com/parleyhq/parley/internal/auth"
 	"github.com/parleyhq/parley/internal/channel/registry"
 	"github.com/parleyhq/parley/internal/engine"
-	"github.com/parleyhq/parley/internal/store"
-	"github.com/parleyhq/parley/internal/store/storetest"
 )
 
 // Credentials the channel tests configure.
@@ -37,38 +35,14 @@ const (
 	rbmClient     = "client-token-9876543210"
 )
 
-// newChannelEnv is env with the channel registry wired into the engine and the API, as
-// the server wires it.
-func newChannelEnv(t *testing.T, st *store.Store) *env {
-	t.Helper()
-	ctx := context.Background()
-	e := &env{t: t, st: st, auth: auth.New(st, 50*time.Millisecond)}
-	reg := registry.New(st, registry.Options{})
-	e.eng = engine.New(st, engine.Config{Workers: 8, Sweep: 50 * time.Millisecond, Channels: reg})
-	if err := e.eng.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.eng.Stop(context.Background()) })
-	e.srv = httptest.NewServer(api.New(api.Deps{Store: st, Auth: e.auth, Engine: e.eng, Channels: reg,
-		AdminToken: adminToken, Ready: st.Ping}))
-	t.Cleanup(e.srv.Close)
-	var err error
-	if e.a, err = e.auth.CreateBot(ctx, "acme", "a"); err != nil {
-		t.Fatal(err)
-	}
-	if e.b, err = e.auth.CreateBot(ctx, "acme", "b"); err != nil {
-		t.Fatal(err)
-	}
-	if e.c, err = e.auth.CreateBot(ctx, "globex", "c"); err != nil {
-		t.Fatal(err)
-	}
-	return e
+// withChannels wires the channel registry into the engine and the API, as the server does.
+func withChannels(t *testing.T, cfg *engine.Config, deps *api.Deps) {
+	reg := registry.New(deps.Store, registry.Options{})
+	cfg.Channels, deps.Channels = reg, reg
 }
 
-// eachChannel runs fn against a fresh channel env on every database engine.
-func eachChannel(t *testing.T, fn func(t *testing.T, e *env)) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) { fn(t, newChannelEnv(t, st)) })
-}
+// eachChannel runs fn against a fresh env with channels on every database engine.
+func eachChannel(t *testing.T, fn func(t *testing.T, e *env)) { each(t, fn, withChannels) }
 
 func channelPath(nb auth.NewBot, ch string) string {
 	return "/admin/v1/customers/" + itoa(nb.CustomerID) + "/bots/" + nb.BotKey + "/channels/" + ch

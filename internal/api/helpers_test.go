@@ -34,16 +34,25 @@ type env struct {
 	c    auth.NewBot // globex's bot
 }
 
-func newEnv(t *testing.T, st *store.Store) *env {
+// envOption wires more of the server into a test env (channels, http steps).
+type envOption func(t *testing.T, cfg *engine.Config, deps *api.Deps)
+
+func newEnv(t *testing.T, st *store.Store, opts ...envOption) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, st: st, auth: auth.New(st, 50*time.Millisecond)}
-	e.eng = engine.New(st, engine.Config{Workers: 8, Sweep: 50 * time.Millisecond})
+	cfg := engine.Config{Workers: 8, Sweep: 50 * time.Millisecond}
+	deps := api.Deps{Store: st, Auth: e.auth, AdminToken: adminToken, Ready: st.Ping}
+	for _, o := range opts {
+		o(t, &cfg, &deps)
+	}
+	e.eng = engine.New(st, cfg)
 	if err := e.eng.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.eng.Stop(context.Background()) })
-	e.srv = httptest.NewServer(api.New(api.Deps{Store: st, Auth: e.auth, Engine: e.eng, AdminToken: adminToken, Ready: st.Ping}))
+	deps.Engine = e.eng
+	e.srv = httptest.NewServer(api.New(deps))
 	t.Cleanup(e.srv.Close)
 	var err error
 	if e.a, err = e.auth.CreateBot(ctx, "acme", "a"); err != nil {
@@ -59,8 +68,8 @@ func newEnv(t *testing.T, st *store.Store) *env {
 }
 
 // each runs fn against a fresh env on every database engine.
-func each(t *testing.T, fn func(t *testing.T, e *env)) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) { fn(t, newEnv(t, st)) })
+func each(t *testing.T, fn func(t *testing.T, e *env), opts ...envOption) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) { fn(t, newEnv(t, st, opts...)) })
 }
 
 // botPath is the platform API prefix of bot nb under the given version.

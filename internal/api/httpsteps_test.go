@@ -17,56 +17,24 @@ import (
 	"github.com/parleyhq/parley/internal/engine"
 	"github.com/parleyhq/parley/internal/httpstep"
 	"github.com/parleyhq/parley/internal/store"
-	"github.com/parleyhq/parley/internal/store/storetest"
 )
 
-// stepCaller adapts the http-step service to the engine, as package app does.
-type stepCaller struct{ s *httpstep.Service }
-
-func (c stepCaller) Call(ctx context.Context, in engine.HTTPCall) engine.HTTPResult {
-	r := c.s.Call(ctx, httpstep.StepCall{CustomerID: in.CustomerID, BotID: in.BotID, FlowID: in.FlowID, FlowKey: in.FlowKey,
-		RunID: in.RunID, Node: in.Node, Lookup: in.Lookup})
-	return engine.HTTPResult{Failed: r.Failed, Error: r.Error, Status: r.Status, Leaves: r.Leaves}
-}
-
-// newStepEnv is newEnv with http steps enabled (loopback allowed, no alert mail).
-func newStepEnv(t *testing.T, st *store.Store) *env {
-	t.Helper()
-	ctx := context.Background()
+// withHTTPSteps enables http steps (loopback allowed, no alert mail), as the server does.
+func withHTTPSteps(t *testing.T, cfg *engine.Config, deps *api.Deps) {
 	client, err := httpstep.NewClient(httpstep.Options{Allow: []string{"127.0.0.1/32"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(client.CloseIdleConnections)
-	svc, err := httpstep.NewService(httpstep.Config{Store: st, Client: client})
+	svc, err := httpstep.NewService(httpstep.Config{Store: deps.Store, Client: client})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Close)
-	e := &env{t: t, st: st, auth: auth.New(st, 50*time.Millisecond)}
-	e.eng = engine.New(st, engine.Config{Workers: 8, Sweep: 50 * time.Millisecond, HTTP: stepCaller{svc}})
-	if err := e.eng.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.eng.Stop(context.Background()) })
-	e.srv = httptest.NewServer(api.New(api.Deps{Store: st, Auth: e.auth, Engine: e.eng, AdminToken: adminToken,
-		Ready: st.Ping, HTTPSteps: svc}))
-	t.Cleanup(e.srv.Close)
-	if e.a, err = e.auth.CreateBot(ctx, "acme", "a"); err != nil {
-		t.Fatal(err)
-	}
-	if e.b, err = e.auth.CreateBot(ctx, "acme", "b"); err != nil {
-		t.Fatal(err)
-	}
-	if e.c, err = e.auth.CreateBot(ctx, "globex", "c"); err != nil {
-		t.Fatal(err)
-	}
-	return e
+	cfg.HTTP, deps.HTTPSteps = svc, svc
 }
 
-func eachStepEnv(t *testing.T, fn func(t *testing.T, e *env)) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) { fn(t, newStepEnv(t, st)) })
-}
+func eachStepEnv(t *testing.T, fn func(t *testing.T, e *env)) { each(t, fn, withHTTPSteps) }
 
 // crm is a JSON target whose answer the test sets.
 type crm struct {

@@ -123,7 +123,7 @@ func (s *Server) init(ctx context.Context) error {
 	}
 	channels := registry.New(s.st, registry.Options{})
 	s.eng = engine.New(s.st, engine.Config{Workers: s.cfg.Workers, Log: s.log.With("component", "engine"), Registry: reg,
-		Channels: channels, HTTP: httpCaller{s.steps}})
+		Channels: channels, HTTP: s.steps})
 	authSvc := auth.New(s.st, 0)
 	s.api = api.New(api.Deps{Store: s.st, Auth: authSvc, Engine: s.eng, Channels: channels, Log: s.log.With("component", "http"),
 		Registry: reg, AdminToken: s.cfg.AdminToken, Ready: s.st.Ping, HTTPSteps: s.steps})
@@ -229,14 +229,4 @@ func (s *Server) Close() error {
 		s.steps.Close()
 	}
 	return s.st.Close()
-}
-
-// httpCaller lets the engine make http steps' calls through the httpstep service, whose
-// types mirror the engine's so that neither package imports the other.
-type httpCaller struct{ s *httpstep.Service }
-
-func (h httpCaller) Call(ctx context.Context, c engine.HTTPCall) engine.HTTPResult {
-	r := h.s.Call(ctx, httpstep.StepCall{CustomerID: c.CustomerID, BotID: c.BotID, FlowID: c.FlowID, FlowKey: c.FlowKey,
-		RunID: c.RunID, Node: c.Node, Lookup: c.Lookup})
-	return engine.HTTPResult{Failed: r.Failed, Error: r.Error, Status: r.Status, Leaves: r.Leaves}
 }

@@ -6,33 +6,21 @@ import (
 	"time"
 
 	"github.com/parleyhq/parley/internal/flow"
+	"github.com/parleyhq/parley/internal/httpstep"
 )
 
-// HTTPCaller makes the call of an http node (package httpstep, wired by the app): it
-// applies the account's rate limit, keeps the step's logs and sends alert mail.
+// HTTPCaller makes the call of an http node: *httpstep.Service, which applies the
+// account's rate limit, keeps the step's logs and sends alert mail; tests pass fakes.
 type HTTPCaller interface {
 	Call(ctx context.Context, call HTTPCall) HTTPResult
 }
 
 // HTTPCall is one execution of an http node.
-type HTTPCall struct {
-	CustomerID int64
-	BotID      int64
-	FlowID     int64
-	FlowKey    string
-	RunID      string
-	Node       *flow.HTTPNode
-	Lookup     flow.Lookup
-}
+type HTTPCall = httpstep.StepCall
 
 // HTTPResult is what the engine needs back: whether the call failed (and why), the
 // status, and the JSON response's leaves for {{node.path}} and save.
-type HTTPResult struct {
-	Failed bool
-	Error  string
-	Status int
-	Leaves map[string]string
-}
+type HTTPResult = httpstep.StepResult
 
 // idempotentMethod reports whether repeating a call is harmless, so a call interrupted by
 // a crash may be made again rather than reported as failed.

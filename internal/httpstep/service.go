@@ -121,8 +121,7 @@ func (s *Service) Close() {
 	}
 }
 
-// StepCall is one execution of an http node by a run: the fields of the engine's
-// HTTPCall.
+// StepCall is one execution of an http node by a run (the engine's HTTPCall).
 type StepCall struct {
 	CustomerID int64
 	BotID      int64
@@ -133,7 +132,7 @@ type StepCall struct {
 	Lookup     flow.Lookup
 }
 
-// StepResult is what the run goes on with: the fields of the engine's HTTPResult.
+// StepResult is what the run goes on with (the engine's HTTPResult).
 // Error is also set, without Failed, when a successful response was not JSON
 // (MappingNotDone), so that {{node.error}} tells why nothing was mapped.
 type StepResult struct {

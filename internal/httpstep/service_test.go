@@ -25,7 +25,6 @@ import (
 
 	"github.com/parleyhq/parley/internal/alert"
 	"github.com/parleyhq/parley/internal/catalog"
-	"github.com/parleyhq/parley/internal/engine"
 	"github.com/parleyhq/parley/internal/flow"
 	"github.com/parleyhq/parley/internal/queue"
 	"github.com/parleyhq/parley/internal/store"
@@ -946,98 +945,6 @@ func TestServiceStep(t *testing.T) {
 		// Another bot's flow is not this bot's.
 		if _, err := s.Step(ctx, f.cid, f.botID+1, "f", "call"); !errors.Is(err, ErrFlowNotFound) {
 			t.Fatalf("another bot: %v", err)
-		}
-	})
-}
-
-// engineCaller adapts the Service to the engine, as package app does.
-type engineCaller struct{ s *Service }
-
-func (a engineCaller) Call(ctx context.Context, c engine.HTTPCall) engine.HTTPResult {
-	r := a.s.Call(ctx, StepCall{CustomerID: c.CustomerID, BotID: c.BotID, FlowID: c.FlowID, FlowKey: c.FlowKey,
-		RunID: c.RunID, Node: c.Node, Lookup: c.Lookup})
-	return engine.HTTPResult{Failed: r.Failed, Error: r.Error, Status: r.Status, Leaves: r.Leaves}
-}
-
-func TestServiceInFlowRuns(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, st *store.Store) {
-		tg := newTarget(t)
-		ctx := context.Background()
-		nodes := fmt.Sprintf(`[
-			{"id": "call", "type": "http", "method": "POST", "url": "%[1]s/orders/{{order_id}}",
-			 "body": {"mode": "json", "content": "{\"note\": \"{{note}}\"}"},
-			 "save": {"order_status": "status", "echo": "note"}, "on_failure": "continue", "next": "after"},
-			{"id": "after", "type": "set", "set": {"err": "{{call.error}}", "code": "{{call.status}}"}, "next": "strict"},
-			{"id": "strict", "type": "http", "method": "GET", "url": "%[1]s/strict", "on_failure": "stop", "next": "done"},
-			{"id": "done", "type": "set", "set": {"finished": "yes"}}]`, tg.URL)
-		f := newFixture(t, st, nodes)
-		f.setRate(t, 1000)
-		s := newService(t, Config{Store: st})
-		eng := engine.New(st, engine.Config{Workers: 4, Sweep: 20 * time.Millisecond, HTTP: engineCaller{s}})
-		if err := eng.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = eng.Stop(context.Background()) })
-		trigger := func(digits string, attrs map[string]string) (engine.RunView, map[string]string) {
-			t.Helper()
-			attrs["user.phone_no"] = "+" + digits
-			v, err := eng.Trigger(ctx, engine.TriggerRequest{BotID: f.botID, CustomerID: f.cid, FlowKey: "f", Channel: "whatsapp",
-				Phone: "+" + digits, Digits: digits, Attrs: attrs, Wait: 10 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			u, err := st.UserByChannelID(ctx, f.botID, digits)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return v, u.Attrs
-		}
-		for _, tc := range []struct {
-			name   string
-			answer func(w http.ResponseWriter, r *http.Request)
-			status string
-			attrs  map[string]string // expected user attributes ("" = absent)
-			errSub string            // in the run's error
-		}{
-			{
-				name: "success saves and continues",
-				answer: func(w http.ResponseWriter, r *http.Request) {
-					var in struct{ Note string }
-					_ = json.NewDecoder(r.Body).Decode(&in)
-					w.Header().Set("Content-Type", "application/json")
-					_, _ = fmt.Fprintf(w, `{"status": "shipped", "note": %q}`, in.Note)
-				},
-				status: "completed",
-				attrs:  map[string]string{"order_status": "shipped", "echo": `say "hi"`, "err": "", "code": "200", "finished": "yes"},
-			},
-			{
-				name:   "failure continues with the error, then stop ends the run as failed",
-				answer: jsonAnswer(503, `{"status": "down"}`),
-				status: "failed",
-				attrs:  map[string]string{"order_status": "", "echo": "", "err": "HTTP 503 Service Unavailable", "code": "503", "finished": ""},
-				errSub: "http node strict: HTTP 503 Service Unavailable",
-			},
-		} {
-			t.Run(tc.name, func(t *testing.T) {
-				tg.respond(tc.answer)
-				digits := fmt.Sprintf("9198765%05d", tg.hits.Load())
-				v, attrs := trigger(digits, map[string]string{"order_id": "A 1", "note": `say "hi"`})
-				if v.Status != tc.status || !strings.Contains(v.Error, tc.errSub) {
-					t.Fatalf("run %+v; want %s with error %q", v, tc.status, tc.errSub)
-				}
-				for k, want := range tc.attrs {
-					if got, ok := attrs[k]; got != want || (want == "" && ok && k != "err") {
-						t.Fatalf("attribute %s = %q (present %v), want %q; all: %v", k, got, ok, want, attrs)
-					}
-				}
-				if got := tg.lastRequest(); tc.status == "completed" && got.Path != "/strict" {
-					t.Fatalf("last request %+v; want the strict step's", got)
-				}
-				logs, err := s.Logs(ctx, f.step(t, s, "call"))
-				if err != nil || len(logs) == 0 || logs[0].RunID != v.RunID {
-					t.Fatalf("logs = %+v, %v; want the run's call first", logs, err)
-				}
-			})
 		}
 	})
 }
