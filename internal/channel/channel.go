@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -121,6 +122,23 @@ func AsError(err error) *Error {
 		return ce
 	}
 	return &Error{Kind: KindUnavailable, Retryable: true, Message: err.Error()}
+}
+
+// BaseURL returns a provider base URL without its trailing "/", def when raw is empty;
+// anything but an http(s) URL with a host is an error.
+func BaseURL(raw, def string) (string, error) {
+	base := strings.TrimRight(strings.TrimSpace(raw), "/")
+	if base == "" {
+		return def, nil
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", fmt.Errorf("base_url %q: %w", raw, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("base_url %q must be an http(s) URL with a host", raw)
+	}
+	return base, nil
 }
 
 // RetryAfter reads a provider's Retry-After header: delay seconds or an HTTP date. Zero

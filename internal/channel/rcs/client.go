@@ -65,16 +65,9 @@ func New(cfg channel.Config, hc *http.Client) (*Client, error) {
 	if strings.TrimSpace(cfg.Token) == "" {
 		return nil, errors.New("rcs: token (an OAuth2 access token) is required")
 	}
-	base := strings.TrimRight(strings.TrimSpace(cfg.BaseURL), "/")
-	if base == "" {
-		base = DefaultBaseURL
-	}
-	u, err := url.Parse(base)
+	base, err := channel.BaseURL(cfg.BaseURL, DefaultBaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("rcs: base_url %q: %w", cfg.BaseURL, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("rcs: base_url %q must be an http(s) URL with a host", cfg.BaseURL)
+		return nil, fmt.Errorf("rcs: %w", err)
 	}
 	if hc == nil {
 		hc = &http.Client{Timeout: defaultTimeout}
