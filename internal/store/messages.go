@@ -121,21 +121,21 @@ const statusRank = `CASE %s WHEN 'pending' THEN 0 WHEN 'sent' THEN 1 WHEN 'deliv
 // ApplyDeliveryStatus updates the message with this provider id to status, unless it
 // already has a later one. It reports whether a stored message was found.
 func (s *Store) ApplyDeliveryStatus(ctx context.Context, botID int64, providerID, status, errText string) (bool, error) {
-	var found int
-	err := s.w.QueryRow(ctx, `SELECT COUNT(*) FROM messages WHERE bot_id = $1 AND provider_id = $2`, botID, providerID).Scan(&found)
-	if err != nil {
-		return false, fmt.Errorf("find message %s: %w", providerID, err)
-	}
-	if found == 0 {
-		return false, nil
-	}
-	_, err = s.w.Exec(ctx, `UPDATE messages SET status = $3, error = CASE WHEN $4 = '' THEN error ELSE $4 END, updated_at = $5
+	n, err := s.w.Exec(ctx, `UPDATE messages SET status = $3, error = CASE WHEN $4 = '' THEN error ELSE $4 END, updated_at = $5
 		WHERE bot_id = $1 AND provider_id = $2 AND `+fmt.Sprintf(statusRank, "status")+` < `+fmt.Sprintf(statusRank, "$3"),
 		botID, providerID, status, errText, nowMS())
 	if err != nil {
 		return false, fmt.Errorf("update status of %s: %w", providerID, err)
 	}
-	return true, nil
+	if n > 0 {
+		return true, nil
+	}
+	// Nothing changed: either the message has a later status already, or it is unknown.
+	var found int
+	if err := s.w.QueryRow(ctx, `SELECT COUNT(*) FROM messages WHERE bot_id = $1 AND provider_id = $2`, botID, providerID).Scan(&found); err != nil {
+		return false, fmt.Errorf("find message %s: %w", providerID, err)
+	}
+	return found > 0, nil
 }
 
 // Conversation pages through a user's messages between two times (Unix ms, inclusive),
