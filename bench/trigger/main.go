@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"os"
 	"runtime/trace"
 	"sync/atomic"
@@ -37,6 +38,7 @@ func main() {
 	workers := flag.Int("workers", 0, "engine workers (0: the server default)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	traceFile := flag.String("trace", "", "write an execution trace of the whole run to this file")
+	logFile := flag.String("log", "", "write the server's JSON logs (info level, a line per request) to this file; default: none")
 	flag.Parse()
 	defer loadgen.Profile(*cpuProfile)()
 	if *traceFile != "" {
@@ -51,7 +53,16 @@ func main() {
 	}
 
 	ctx := context.Background()
-	srv := loadgen.Start(ctx, app.Config{DB: *db, Workers: *workers}, []string{benchFlow}, nil)
+	cfg := app.Config{DB: *db, Workers: *workers}
+	if *logFile != "" {
+		f, err := os.Create(*logFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		cfg.Log = slog.New(slog.NewJSONHandler(f, nil))
+	}
+	srv := loadgen.Start(ctx, cfg, []string{benchFlow}, nil)
 	defer srv.Stop()
 	url := srv.FlowURL + "bench"
 	if *wait {
