@@ -194,8 +194,7 @@ func (e *Engine) sendExternal(ctx context.Context, r *run, sender channel.Sender
 func (e *Engine) insertMessage(r *run, m store.Message) func(context.Context, store.Tx) error {
 	return func(ctx context.Context, tx store.Tx) error {
 		m.UserID = r.rec.UserID
-		_, _, err := e.st.InsertMessage(ctx, tx, m)
-		return err
+		return e.st.AddMessage(ctx, tx, m)
 	}
 }
 

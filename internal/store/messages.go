@@ -93,6 +93,27 @@ func (s *Store) InsertMessage(ctx context.Context, q Querier, m Message) (int64,
 	return id, false, nil
 }
 
+// AddMessage stores a message that needs no id back (a run's local message), unless its
+// run step already has one: the cheaper twin of InsertMessage for the engine's hot path.
+func (s *Store) AddMessage(ctx context.Context, q Querier, m Message) error {
+	if m.CreatedAt == 0 {
+		m.CreatedAt = nowMS()
+	}
+	var payload *string
+	if m.Payload != nil {
+		p := string(m.Payload)
+		payload = &p
+	}
+	_, err := q.Exec(ctx, `INSERT INTO messages (bot_id, user_id, run_id, step, channel, sender, type, text, payload, status, provider_id, error, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+		ON CONFLICT DO NOTHING`,
+		m.BotID, m.UserID, m.RunID, m.Step, m.Channel, m.Sender, m.Type, m.Text, payload, m.Status, m.ProviderID, m.Error, m.CreatedAt)
+	if err != nil {
+		return fmt.Errorf("insert message: %w", err)
+	}
+	return nil
+}
+
 // MessageByRunStep returns the message a run's step produced.
 func (s *Store) MessageByRunStep(ctx context.Context, q Querier, runID string, step int) (Message, error) {
 	if q == nil {
