@@ -62,5 +62,17 @@ func Parse(raw string) (Number, error) {
 		return Number{}, fmt.Errorf("%w: %q has the wrong length for country code +%d", ErrInvalid, raw, num.GetCountryCode())
 	}
 	e164 := phonenumbers.Format(num, phonenumbers.E164)
+	if e164 != "+"+digits {
+		// The library rewrote the digits (a trunk "0" after the country code, say). Accept
+		// the rewrite only if it is final: malformed input like +49 0000... would otherwise
+		// lose another digit every time it is parsed again.
+		again, err := phonenumbers.Parse(e164, "")
+		if err != nil || phonenumbers.Format(again, phonenumbers.E164) != e164 {
+			return Number{}, fmt.Errorf("%w: %q is not a usable number for country code +%d", ErrInvalid, raw, num.GetCountryCode())
+		}
+	}
+	if n := len(e164) - 1; n < 8 || n > 15 {
+		return Number{}, fmt.Errorf("%w: %q is too short once its trunk prefix is removed", ErrInvalid, raw)
+	}
 	return Number{E164: e164, Digits: e164[1:]}, nil
 }

@@ -30,6 +30,8 @@ func TestParseRejects(t *testing.T) {
 	for _, in := range []string{
 		"", "   ", "abc", "+91abc9876543210", "12345", "9876543210123456789", "+0919876543210",
 		"9++19876543210", "+999123456789", "919876", "+91 98765 43210 ext 5", "2147483648000000000000000000000000",
+		"00490000000000000", // +49 0…: the trunk 0 would be dropped again on every parse
+		"98010000",          // +98 0…: too short once the trunk 0 is dropped
 	} {
 		if got, err := Parse(in); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Parse(%q) = %+v, %v; want ErrInvalid", in, got, err)
