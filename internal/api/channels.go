@@ -139,19 +139,12 @@ type target struct {
 // use (unsupported types, events for numbers no bot serves) is stored or skipped and
 // answered 200, since redelivering it would not help.
 func (s *Server) whatsappWebhook(w http.ResponseWriter, r *http.Request, bot store.Bot) *Error {
-	body, e := readBody(r)
+	body, cfg, e := s.webhookSetup(r, bot, channel.WhatsApp, "app_secret", whatsapp.SignatureHeader,
+		func(c channel.Config) string { return c.AppSecret })
 	if e != nil {
 		return e
 	}
 	ctx := r.Context()
-	cfg, err := s.Channels.Get(ctx, bot.ID, channel.WhatsApp)
-	if err != nil {
-		s.log.Error("whatsapp webhook: settings", "bot", bot.Key, "err", err)
-		return internalError()
-	}
-	if cfg.Adapter != channel.AdapterWhatsApp || cfg.AppSecret == "" {
-		return unauthorized("this bot's whatsapp channel has no app_secret to verify " + whatsapp.SignatureHeader + " with")
-	}
 	sig := r.Header.Get(whatsapp.SignatureHeader)
 	if !whatsapp.VerifySignature(body, sig, cfg.AppSecret) {
 		return unauthorized(whatsapp.SignatureHeader + " is missing or does not match the body under the bot's app secret")
@@ -399,25 +392,37 @@ func (s *Server) webhookDone(w http.ResponseWriter, bot store.Bot, res *webhookR
 	return nil
 }
 
+// webhookSetup reads a webhook's body and the bot's settings for ch (whose adapter has
+// the channel's name), refusing with 401 a channel without the secret its provider signs
+// deliveries with: nothing unverifiable is ever stored.
+func (s *Server) webhookSetup(r *http.Request, bot store.Bot, ch, secretName, header string, secret func(channel.Config) string) ([]byte, channel.Config, *Error) {
+	body, e := readBody(r)
+	if e != nil {
+		return nil, channel.Config{}, e
+	}
+	cfg, err := s.Channels.Get(r.Context(), bot.ID, ch)
+	if err != nil {
+		s.log.Error(ch+" webhook: settings", "bot", bot.Key, "err", err)
+		return nil, channel.Config{}, internalError()
+	}
+	if cfg.Adapter != ch || secret(cfg) == "" {
+		return nil, channel.Config{}, unauthorized("this bot's " + ch + " channel has no " + secretName + " to verify " + header + " with")
+	}
+	return body, cfg, nil
+}
+
 // rcsWebhook receives RBM's webhook: the setup handshake ({"clientToken","secret"},
 // answered with the secret as plain text) and events signed with X-Goog-Signature. A
 // bad signature or client token is 401 and nothing is stored; after a valid signature
 // the answer is 200 whatever the event (Google retries anything else for a week), except
 // when Parley fails to store it, where a retry is exactly what is wanted (500).
 func (s *Server) rcsWebhook(w http.ResponseWriter, r *http.Request, bot store.Bot) *Error {
-	body, e := readBody(r)
+	body, cfg, e := s.webhookSetup(r, bot, channel.RCS, "client_token", rcs.SignatureHeader,
+		func(c channel.Config) string { return c.ClientToken })
 	if e != nil {
 		return e
 	}
 	ctx := r.Context()
-	cfg, err := s.Channels.Get(ctx, bot.ID, channel.RCS)
-	if err != nil {
-		s.log.Error("rcs webhook: settings", "bot", bot.Key, "err", err)
-		return internalError()
-	}
-	if cfg.Adapter != channel.AdapterRCS || cfg.ClientToken == "" {
-		return unauthorized("this bot's rcs channel has no client_token to verify " + rcs.SignatureHeader + " with")
-	}
 	if e := checkRBMEnvelope(body); e != nil {
 		return e
 	}
