@@ -15,6 +15,7 @@ import (
 
 	"github.com/parleyhq/parley/internal/auth"
 	"github.com/parleyhq/parley/internal/channel/registry"
+	"github.com/parleyhq/parley/internal/console"
 	"github.com/parleyhq/parley/internal/engine"
 	"github.com/parleyhq/parley/internal/httpstep"
 	"github.com/parleyhq/parley/internal/store"
@@ -82,6 +83,9 @@ func (s *Server) routes() {
 	s.adminRoutes()
 	s.channelRoutes()
 	s.httpStepRoutes()
+
+	m.Handle("GET /console/", console.Static())
+	m.Handle("GET /console", http.RedirectHandler(console.Prefix, http.StatusMovedPermanently))
 
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("no such endpoint: %s %s", r.Method, r.URL.Path))
