@@ -36,7 +36,7 @@ export function SignIn({ expired, error }: { expired: boolean; error?: string })
           <legend>Sign in with</legend>
           <label>
             <input type="radio" name="mode" checked={mode === 'password'} onChange={() => setMode('password')} />
-            Email and password
+            Account
           </label>
           <label>
             <input type="radio" name="mode" checked={mode === 'token'} onChange={() => setMode('token')} />
@@ -62,7 +62,7 @@ export function SignIn({ expired, error }: { expired: boolean; error?: string })
           </>
         ) : (
           <label>
-            Admin token
+            Token
             <input type="password" autoComplete="off" required value={token} onChange={(e) => setToken(e.target.value)} />
           </label>
         )}

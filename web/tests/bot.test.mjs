@@ -1,0 +1,284 @@
+// A bot from creation to conversation: keys shown once and revoked (the curl then answers
+// 401), channel settings, flow import and export, "Try it" with its trace, runs, the
+// sandbox chat and the user's transcript.
+
+import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
+import { after, before, describe, it } from 'node:test'
+import { openBrowser, screenshots, seedBot, signIn, startParley } from './harness.mjs'
+
+const orderFlow = {
+  key: 'order_update',
+  name: 'Order update',
+  start: 'hello',
+  nodes: [
+    { id: 'hello', type: 'message', text: 'Hi, order {{order_id}} is on its way', next: 'ask' },
+    {
+      id: 'ask',
+      type: 'input',
+      text: 'Rate us?',
+      buttons: [{ id: 'great', title: 'Great' }, { title: 'Meh' }],
+      save_as: 'rating',
+      next: 'thanks',
+    },
+    { id: 'thanks', type: 'message', text: 'Thanks, you said {{rating}}', next: 'done' },
+    { id: 'done', type: 'end' },
+  ],
+}
+
+/** Reads the console's curl command: URL, headers and body. */
+function parseCurl(text) {
+  const words = []
+  const re = /'((?:[^']|'\\'')*)'|(\S+)/g
+  for (const m of text.replace(/\\\n/g, ' ').matchAll(re)) words.push(m[1] !== undefined ? m[1].replaceAll(`'\\''`, `'`) : m[2])
+  const out = { method: 'GET', url: '', headers: {}, body: undefined }
+  for (let i = 1; i < words.length; i++) {
+    const w = words[i]
+    if (w === '-X') out.method = words[++i]
+    else if (w === '-H') {
+      const [k, ...v] = words[++i].split(':')
+      out.headers[k.trim()] = v.join(':').trim()
+    } else if (w === '-d') out.body = words[++i]
+    else out.url = w
+  }
+  return out
+}
+
+async function runCurl(text) {
+  const c = parseCurl(text)
+  const res = await fetch(c.url, { method: c.method, headers: c.headers, body: c.body })
+  return { status: res.status, body: await res.json() }
+}
+
+describe('a bot', () => {
+  let srv, b, bot
+  const phone = '919876543210'
+
+  before(async () => {
+    srv = await startParley()
+    b = await openBrowser()
+    bot = await seedBot(srv, 'Acme', 'support')
+    await signIn(b.page, srv.base, { token: srv.token })
+  })
+  after(async () => {
+    await b?.close()
+    await srv?.stop()
+  })
+
+  it('imports a flow from pasted JSON and from a file, and exports it', async () => {
+    const { page } = b
+    await page.goto(`${srv.base}${bot.base}/flows`)
+    await page.getByText('This bot has no flows yet').waitFor()
+    await page.getByLabel('Flow document (JSON)').fill('{"start": "a", "nodes": [{"id": "a", "type": "message", "next": "nowhere"}]}')
+    b.allow(400, /^\/admin\/v1\/flows\/validate$/)
+    await page.getByRole('button', { name: 'Import' }).click()
+    await page.getByRole('alert').filter({ hasText: 'nowhere' }).waitFor()
+
+    await page.getByLabel('Flow document (JSON)').fill(JSON.stringify(orderFlow))
+    await page.getByRole('button', { name: 'Import' }).click()
+    await page.getByRole('status').filter({ hasText: 'as version 1' }).waitFor()
+    await page.getByRole('cell', { name: 'order_update' }).waitFor()
+    await screenshots(page, 'flows')
+
+    const v2 = { ...orderFlow, name: 'Order update v2' }
+    await page.getByLabel('Flow document file').setInputFiles({
+      name: 'order.json',
+      mimeType: 'application/json',
+      buffer: Buffer.from(JSON.stringify(v2)),
+    })
+    await page.waitForFunction(() => document.querySelector('textarea')?.value.includes('Order update v2'))
+    await page.getByRole('button', { name: 'Import' }).click()
+    await page.getByRole('status').filter({ hasText: 'as version 2' }).waitFor()
+
+    await page.getByRole('link', { name: 'Order update v2' }).first().click()
+    await page.getByRole('heading', { name: 'Order update v2' }).waitFor()
+    await page.getByRole('button', { name: 'Flow key and trigger URLs' }).click()
+    assert.equal(await page.getByTestId('copy-Flow key').innerText(), 'order_update')
+    assert.equal(
+      await page.getByTestId('copy-Trigger URL v2').innerText(),
+      `${srv.base}/bot-api/v2.0/customer/${bot.cid}/bot/${bot.botKey}/flow/order_update`,
+    )
+    await page.getByRole('button', { name: 'Copy Flow key' }).click()
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), 'order_update')
+    await page.getByRole('cell', { name: '2', exact: true }).waitFor()
+    await page.getByRole('cell', { name: '1', exact: true }).waitFor()
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export JSON' }).click()])
+    const exported = JSON.parse(await readFile(await download.path(), 'utf8'))
+    assert.equal(exported.key, 'order_update')
+    assert.equal(exported.name, 'Order update v2')
+    assert.deepEqual(
+      exported.nodes.map((n) => n.id),
+      orderFlow.nodes.map((n) => n.id),
+    )
+    await screenshots(page, 'flow')
+    b.check()
+  })
+
+  it('triggers the flow from "Try it" and shows the trace', async () => {
+    const { page } = b
+    await page.getByLabel('Phone number (with country code)').fill(`+${phone}`)
+    await page.getByLabel('Attributes 1 name').fill('order_id')
+    await page.getByLabel('Attributes 1 value').fill('42')
+    await page.getByRole('button', { name: 'Trigger' }).click()
+    const trace = page.getByTestId('trace')
+    await trace.waitFor()
+    await trace.getByText('waiting').first().waitFor()
+    const steps = await trace.getByTestId('step').allInnerTexts()
+    assert.ok(steps.length >= 2, `steps: ${steps.join(' | ')}`)
+    assert.match(steps[0], /hello/)
+    assert.match(steps.at(-1), /ask/)
+    await screenshots(page, 'try-it')
+
+    // The run's own page adds the messages it sent.
+    await trace.getByRole('link', { name: /^[0-9a-f-]{8,}/i }).first().click()
+    await page.getByRole('heading', { name: 'Run' }).waitFor()
+    await page.getByText('Hi, order 42 is on its way').waitFor()
+    await page.getByText('Rate us?').waitFor()
+    await screenshots(page, 'run')
+    b.check()
+  })
+
+  it('lists runs filtered by flow, status and time', async () => {
+    const { page } = b
+    await page.getByRole('link', { name: 'Runs', exact: true }).click()
+    await page.getByTestId('run-row').first().waitFor()
+    await page.getByLabel('Flow').selectOption('order_update')
+    await page.getByLabel('Status').selectOption('waiting')
+    await page.getByRole('button', { name: 'Filter' }).click()
+    await page.waitForURL(/status=waiting/)
+    assert.equal(await page.getByTestId('run-row').count(), 1)
+    await screenshots(page, 'runs')
+    await page.getByLabel('Status').selectOption('completed')
+    await page.getByRole('button', { name: 'Filter' }).click()
+    await page.getByText('No runs match').waitFor()
+    await page.getByLabel('Status').selectOption('')
+    await page.getByLabel('From').fill('2099-01-01T00:00')
+    await page.getByRole('button', { name: 'Filter' }).click()
+    await page.getByText('No runs match').waitFor()
+    b.check()
+  })
+
+  it('chats in the sandbox and shows the transcript on the Users page', async () => {
+    const { page } = b
+    await page.getByRole('link', { name: 'Sandbox' }).click()
+    await page.getByLabel('Phone number (with country code)').fill(phone)
+    await page.getByRole('button', { name: 'Open chat' }).click()
+    const screen = page.getByRole('region', { name: `Chat as +${phone}` })
+    await screen.getByText('Rate us?').waitFor()
+    await screen.getByRole('button', { name: 'Great' }).click()
+    await screen.getByText('Thanks, you said great').waitFor()
+    await page.getByLabel('Message', { exact: true }).fill('hello there')
+    await page.getByRole('button', { name: 'Send' }).click()
+    await screen.getByText('hello there').waitFor()
+    // Start the flow again from the panel: its first message arrives by polling.
+    await page.getByRole('button', { name: 'Start' }).click()
+    await screen.getByText('Rate us?').nth(1).waitFor()
+    await screenshots(page, 'sandbox')
+
+    await page.getByRole('link', { name: 'Users' }).click()
+    await page.getByLabel('Id or name starts with').fill('9198')
+    await page.getByRole('button', { name: 'Search' }).click()
+    await page.getByRole('link', { name: phone }).click()
+    await page.getByRole('heading', { name: `User ${phone}` }).waitFor()
+    const attrs = await page.getByTestId('attributes').innerText()
+    assert.match(attrs, /order_id\s+42/)
+    assert.match(attrs, /rating\s+great/)
+    const transcript = page.getByRole('list', { name: 'Conversation' })
+    await transcript.getByText('Hi, order 42 is on its way').first().waitFor()
+    await transcript.getByText('hello there').waitFor()
+    assert.ok((await transcript.locator('[data-status]').count()) > 0, 'bot messages show their delivery status')
+    await screenshots(page, 'user')
+    await page.getByRole('link', { name: 'Users' }).click()
+    await page.getByLabel('Attribute').fill('rating')
+    await page.getByLabel('equals').fill('great')
+    await page.getByRole('button', { name: 'Search' }).click()
+    await page.getByRole('link', { name: phone }).waitFor()
+    await screenshots(page, 'users')
+    await page.getByLabel('equals').fill('awful')
+    await page.getByRole('button', { name: 'Search' }).click()
+    await page.getByText('No user matches.').waitFor()
+    b.check()
+  })
+
+  it('creates a key, shows it once, revokes it, and its curl then answers 401', async () => {
+    const { page } = b
+    await page.getByRole('link', { name: 'Integrations' }).click()
+    assert.equal(await page.getByTestId('copy-Customer id').innerText(), String(bot.cid))
+    assert.equal(await page.getByTestId('copy-Bot key').innerText(), bot.botKey)
+    assert.equal(await page.getByTestId('copy-Base URL').innerText(), srv.base)
+    await page.getByRole('button', { name: 'Create API key' }).click()
+    const key = await page.getByTestId('copy-New API key').innerText()
+    assert.match(key, /^[0-9a-f-]{36}-[a-z]+$/)
+    const keyId = Number(/Key (\d+) is shown/.exec(await page.getByTestId('new-key').innerText())?.[1])
+
+    const curl = await page.getByTestId('curl').innerText()
+    assert.ok(curl.includes(key), curl)
+    const ok = await runCurl(curl)
+    assert.equal(ok.status, 200, JSON.stringify(ok.body))
+    await page.getByLabel('Call').selectOption('v1')
+    const v1 = await runCurl(await page.getByTestId('curl').innerText())
+    assert.equal(v1.status, 200, JSON.stringify(v1.body))
+    await page.getByLabel('Call').selectOption('template')
+    assert.match(await page.getByTestId('curl').innerText(), /\/whatsapp-api\/v1\.0\/customer\/\d+\/bot\/[0-9a-f]+\/template/)
+    await page.getByLabel('Call').selectOption('v2')
+    await screenshots(page, 'integrations')
+
+    const row = page.getByTestId(`key-${keyId}`)
+    await row.getByRole('button', { name: 'Revoke' }).click()
+    await row.getByRole('button', { name: 'Yes, revoke' }).click()
+    await row.getByText('revoked').waitFor()
+    await new Promise((r) => setTimeout(r, 1000)) // verified keys are cached 0.9 s
+    const refused = await runCurl(await page.getByTestId('curl').innerText())
+    assert.equal(refused.status, 401, JSON.stringify(refused.body))
+
+    // Shown once: after a reload the key is gone from the page.
+    await page.reload()
+    await page.getByTestId(`key-${keyId}`).waitFor()
+    assert.equal(await page.getByText(key).count(), 0)
+    // Regenerating the first key shows its replacement once.
+    const first = page.getByTestId('key-1')
+    await first.getByRole('button', { name: 'Regenerate' }).click()
+    await first.getByRole('button', { name: 'Yes, regenerate' }).click()
+    const fresh = await page.getByTestId('copy-New API key').innerText()
+    assert.notEqual(fresh, key)
+    b.check()
+  })
+
+  it('sets WhatsApp settings with write-only secrets and shows what to paste into Meta', async () => {
+    const { page } = b
+    const other = await srv.admin('POST', `/admin/v1/customers/${bot.cid}/bots`, { name: 'whatsapp bot' })
+    await page.goto(`${srv.base}/console/customers/${bot.cid}/bots/${other.bot_key}/channels`)
+    const wa = page.getByRole('form', { name: 'WhatsApp' })
+    await wa.getByLabel('Adapter').selectOption('whatsapp')
+    await wa.getByLabel('Phone number id').fill('1065551234')
+    await wa.getByLabel('Access token').fill('EAAG-secret-token-value')
+    await wa.getByLabel('App secret').fill('app-secret-value-123')
+    await wa.getByRole('button', { name: 'Generate' }).click()
+    const verify = await wa.getByLabel('Verify token').inputValue()
+    assert.match(verify, /^[0-9a-f]{36}$/)
+    await wa.getByRole('button', { name: 'Save WhatsApp settings' }).click()
+    await wa.getByText('Saved.').waitFor()
+    assert.equal(await wa.getByTestId('copy-WhatsApp webhook URL').innerText(), `${srv.base}/webhooks/whatsapp/${other.bot_key}`)
+    assert.equal(await wa.getByTestId('copy-Verify token').innerText(), verify)
+    assert.equal(await wa.getByLabel('Access token').inputValue(), '', 'secrets are not put back in the form')
+    await screenshots(page, 'channels')
+
+    // The token shown is the one Meta's handshake needs.
+    const hs = await fetch(
+      `${srv.base}/webhooks/whatsapp/${other.bot_key}?hub.mode=subscribe&hub.verify_token=${verify}&hub.challenge=ch4ll`,
+    )
+    assert.equal(await hs.text(), 'ch4ll')
+
+    // An empty secret keeps the stored one: change only the phone number id.
+    await page.reload()
+    await wa.getByLabel('Phone number id').fill('1065559999')
+    await wa.getByRole('button', { name: 'Save WhatsApp settings' }).click()
+    await wa.getByText('Saved.').waitFor()
+    const view = await srv.admin('GET', `/admin/v1/customers/${bot.cid}/bots/${other.bot_key}/channels/whatsapp`)
+    assert.equal(view.config.phone_number_id, '1065559999')
+    assert.match(view.config.token, /^\*+alue$/)
+    assert.ok(view.config.verify_token, 'verify token kept')
+    b.check()
+  })
+})
