@@ -3,8 +3,8 @@ package app
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	_ "embed"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
