@@ -5,12 +5,20 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/parleyhq/parley/internal/api"
+	"github.com/parleyhq/parley/internal/console"
+	"github.com/parleyhq/parley/internal/engine"
+	"github.com/parleyhq/parley/internal/store"
+	"github.com/parleyhq/parley/internal/store/storetest"
 )
 
 // browser is a console client: a cookie jar and the session's CSRF token, as the web
@@ -375,4 +383,68 @@ func TestConsoleCustomerIsolation(t *testing.T) {
 			t.Fatalf("only %d customer routes documented", n)
 		}
 	})
+}
+
+// clock is a settable time for session expiry tests.
+type clock struct{ now atomic.Int64 }
+
+func (c *clock) Now() time.Time          { return time.UnixMilli(c.now.Load()) }
+func (c *clock) advance(d time.Duration) { c.now.Add(d.Milliseconds()) }
+func withConsoleClock(c *clock) envOption {
+	return func(t *testing.T, cfg *engine.Config, deps *api.Deps) {
+		deps.Console = console.New(console.Config{Store: deps.Store, AdminToken: deps.AdminToken, Now: c.Now})
+	}
+}
+
+func TestConsoleSessionExpiry(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		c := &clock{}
+		c.now.Store(time.Now().UnixMilli())
+		e := newEnv(t, st, withConsoleClock(c))
+		b := e.browser()
+		b.signIn(map[string]string{"admin_token": adminToken})
+		// Used within the idle limit, a session lives on past the first idle limit, up to
+		// the absolute one...
+		step := console.SessionIdle - time.Hour
+		var age time.Duration
+		for age+step < console.SessionMax {
+			c.advance(step)
+			age += step
+			wantStatus(t, b.send("GET", "/admin/v1/customers", nil), 200, api.CodeSuccess)
+		}
+		// ...but not past it.
+		c.advance(console.SessionMax - age)
+		wantStatus(t, b.send("GET", "/admin/v1/customers", nil), 401, api.CodeUnauthorized)
+		// Left idle, a fresh session ends after SessionIdle.
+		b.signIn(map[string]string{"admin_token": adminToken})
+		c.advance(console.SessionIdle + time.Minute)
+		wantStatus(t, b.send("GET", "/admin/v1/customers", nil), 401, api.CodeUnauthorized)
+
+		// A session opened with the admin token ends when the server's token changes.
+		b.signIn(map[string]string{"admin_token": adminToken})
+		other := api.New(api.Deps{Store: st, AdminToken: "rotated-token", Engine: e.eng})
+		srv := httptest.NewServer(other)
+		t.Cleanup(srv.Close)
+		req, _ := http.NewRequest("GET", srv.URL+"/admin/v1/customers", nil)
+		for _, ck := range b.c.Jar.Cookies(mustURL(t, e.srv.URL)) {
+			req.AddCookie(ck)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 401 {
+			t.Fatalf("session of the old admin token on a server with a new one: HTTP %d", res.StatusCode)
+		}
+	})
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
