@@ -19,12 +19,12 @@ func (s *Server) adminRoutes() {
 	const c = "/admin/v1/customers/{cid}"
 	const b = c + "/bots/{botKey}"
 	m.HandleFunc("GET /admin/v1/customers", s.admin(s.listCustomers))
-	m.HandleFunc("POST /admin/v1/customers", s.admin(s.createCustomer))
+	m.HandleFunc("POST /admin/v1/customers", s.operatorOnly(s.createCustomer))
 	m.HandleFunc("GET "+c, s.admin(s.getCustomer))
-	m.HandleFunc("PATCH "+c, s.admin(s.updateCustomer))
+	m.HandleFunc("PATCH "+c, s.operatorOnly(s.updateCustomer))
 	m.HandleFunc("GET "+c+"/bots", s.admin(s.listBots))
 	m.HandleFunc("POST "+c+"/bots", s.admin(s.createBot))
-	m.HandleFunc("POST /admin/v1/bots", s.admin(s.createBotByName))
+	m.HandleFunc("POST /admin/v1/bots", s.operatorOnly(s.createBotByName))
 	m.HandleFunc("GET "+b+"/keys", s.admin(s.listKeys))
 	m.HandleFunc("POST "+b+"/keys", s.admin(s.createKey))
 	m.HandleFunc("DELETE "+b+"/keys/{id}", s.admin(s.revokeKey))
@@ -71,7 +71,14 @@ func (s *Server) listCustomers(w http.ResponseWriter, r *http.Request) *Error {
 	if err != nil {
 		return s.storeError("customers", err)
 	}
-	writeOK(w, map[string]any{"customers": nonNil(cs)})
+	p := principalOf(r)
+	visible := cs[:0]
+	for _, c := range cs {
+		if p.MayAccess(c.ID) {
+			visible = append(visible, c)
+		}
+	}
+	writeOK(w, map[string]any{"customers": nonNil(visible)})
 	return nil
 }
 
@@ -301,7 +308,7 @@ func (s *Server) importFlow(w http.ResponseWriter, r *http.Request) *Error {
 	if e != nil {
 		return e
 	}
-	rec, err := catalog.Import(r.Context(), s.Store, b.ID, doc)
+	rec, err := catalog.ImportAs(r.Context(), s.Store, b.ID, doc, principalOf(r).Name())
 	if fe := flowError(err); fe != nil {
 		return fe
 	}
@@ -341,22 +348,6 @@ func (s *Server) validateFlow(w http.ResponseWriter, r *http.Request) *Error {
 		return nil
 	}
 	writeOK(w, map[string]any{"valid": true})
-	return nil
-}
-
-func (s *Server) adminRun(w http.ResponseWriter, r *http.Request) *Error {
-	b, e := s.pathBot(r)
-	if e != nil {
-		return e
-	}
-	v, err := s.Engine.View(r.Context(), b.ID, r.PathValue("runId"))
-	if errors.Is(err, engine.ErrRunNotFound) {
-		return notFound("this bot has no run %q", r.PathValue("runId"))
-	}
-	if err != nil {
-		return s.storeError("run", err)
-	}
-	writeOK(w, v)
 	return nil
 }
 

@@ -123,6 +123,24 @@ func decodeJSON(r *http.Request, v any) *Error {
 	return nil
 }
 
+// decodeStrict is decodeJSON refusing members v does not have, so a misspelt field is an
+// error rather than a silently ignored one.
+func decodeStrict(r *http.Request, v any) *Error {
+	dec := json.NewDecoder(r.Body)
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return bodyError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return bodyError(err)
+		}
+		return invalid("the body holds more than one JSON value")
+	}
+	return nil
+}
+
 func bodyError(err error) *Error {
 	var tooBig *http.MaxBytesError
 	var syntax *json.SyntaxError

@@ -286,6 +286,12 @@ func toMessageJSON(m store.Message) messageJSON {
 }
 
 func (s *Server) conversations(w http.ResponseWriter, r *http.Request, p auth.Principal) *Error {
+	return s.serveConversations(w, r, p.BotID)
+}
+
+// serveConversations answers the conversations API for a bot (the platform's and the
+// admin API's route alike).
+func (s *Server) serveConversations(w http.ResponseWriter, r *http.Request, botID int64) *Error {
 	q := r.URL.Query()
 	now := time.Now().UnixMilli()
 	from, to := int64(0), now
@@ -310,7 +316,7 @@ func (s *Server) conversations(w http.ResponseWriter, r *http.Request, p auth.Pr
 	if e != nil {
 		return e
 	}
-	u, err := s.Store.UserByChannelID(r.Context(), p.BotID, strings.TrimPrefix(r.PathValue("channelUserId"), "+"))
+	u, err := s.Store.UserByChannelID(r.Context(), botID, strings.TrimPrefix(r.PathValue("channelUserId"), "+"))
 	if errors.Is(err, store.ErrNotFound) {
 		return badBotOrCustomer()
 	}

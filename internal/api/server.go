@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"log/slog"
@@ -35,6 +34,8 @@ type Deps struct {
 	Ready func(context.Context) error
 	// HTTPSteps serves the admin actions on http nodes (test, logs, remap, mail reset).
 	HTTPSteps *httpstep.Service
+	// Console signs console users in; built from Store and AdminToken when nil.
+	Console *console.Service
 }
 
 // Server is the HTTP API.
@@ -44,11 +45,16 @@ type Server struct {
 	metrics *httpMetrics
 	mux     *http.ServeMux
 	handler http.Handler
+	// crossOrigin refuses state-changing browser requests from other origins.
+	crossOrigin *http.CrossOriginProtection
 }
 
 // New builds the API.
 func New(d Deps) *Server {
-	s := &Server{Deps: d, log: d.Log, mux: http.NewServeMux()}
+	s := &Server{Deps: d, log: d.Log, mux: http.NewServeMux(), crossOrigin: http.NewCrossOriginProtection()}
+	if s.Console == nil && s.Store != nil {
+		s.Console = console.New(console.Config{Store: s.Store, AdminToken: s.AdminToken})
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -80,7 +86,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /bot-api/v1.0"+bot+"/channel-user/{channelUserId}/conversations", s.platform(s.conversations))
 
 	s.docRoutes()
+	s.sessionRoutes()
 	s.adminRoutes()
+	s.browseRoutes()
 	s.channelRoutes()
 	s.httpStepRoutes()
 
@@ -189,24 +197,6 @@ func strconvQuote(s string) string {
 		s = s[:20]
 	}
 	return strconv.Quote(s)
-}
-
-// admin guards the admin API with the bearer admin token.
-func (s *Server) admin(h func(w http.ResponseWriter, r *http.Request) *Error) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if s.AdminToken == "" {
-			writeError(w, forbidden("the admin API is disabled: start the server with --admin-token or PARLEY_ADMIN_TOKEN"))
-			return
-		}
-		scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !strings.EqualFold(scheme, "bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.AdminToken)) != 1 {
-			writeError(w, unauthorized("send the admin token as Authorization: Bearer <token>"))
-			return
-		}
-		if e := h(w, r); e != nil {
-			writeError(w, e)
-		}
-	}
 }
 
 // storeError maps store sentinels onto envelope errors; anything else is logged as 500.

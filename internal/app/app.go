@@ -90,6 +90,11 @@ func (s *Server) init(ctx context.Context) error {
 	if err := Migrate(ctx, s.st); err != nil {
 		return err
 	}
+	if s.cfg.Demo && s.cfg.AdminToken == "" {
+		// The demo is for trying the console too: without a token of the operator's, it
+		// makes one for this run and prints it.
+		s.cfg.AdminToken = newDemoToken()
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

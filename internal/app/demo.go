@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -73,8 +75,19 @@ Trigger the demo flow and wait for it to finish:
 Read the conversation it produced:
   curl -s '%s/bot-api/v1.0/customer/%d/bot/%s/channel-user/919876543210/conversations' \
     -H 'Authorization: Basic %s'
-`, c.ID, botKey, apiKey, base, c.ID, botKey, demoFlowKey, apiKey, base, c.ID, botKey, apiKey)
+
+Open the console and sign in with the admin token:
+  %s/console/
+  admin token: %s
+`, c.ID, botKey, apiKey, base, c.ID, botKey, demoFlowKey, apiKey, base, c.ID, botKey, apiKey, base, cfg.AdminToken)
 	return err
+}
+
+// newDemoToken makes an admin token for a demo started without one.
+func newDemoToken() string {
+	var b [18]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // demoHost turns a listen address into one a curl on the same machine can reach.

@@ -25,6 +25,12 @@ func NewFlowKey() string {
 // document's key, or with a generated key when the document has none. The error is a
 // flow.ValidationErrors when the document is not valid.
 func Import(ctx context.Context, st *store.Store, botID int64, doc []byte) (store.FlowRecord, error) {
+	return ImportAs(ctx, st, botID, doc, "")
+}
+
+// ImportAs is Import recording who published the version (a console user's email,
+// "admin token", "cli").
+func ImportAs(ctx context.Context, st *store.Store, botID int64, doc []byte, publishedBy string) (store.FlowRecord, error) {
 	f, err := flow.Parse(doc)
 	if err != nil {
 		return store.FlowRecord{}, err
@@ -37,5 +43,5 @@ func Import(ctx context.Context, st *store.Store, botID int64, doc []byte) (stor
 	if err != nil {
 		return store.FlowRecord{}, fmt.Errorf("encode flow: %w", err)
 	}
-	return st.SaveFlow(ctx, botID, f.Key, f.Name, norm)
+	return st.SaveFlow(ctx, botID, f.Key, f.Name, norm, publishedBy)
 }

@@ -27,6 +27,7 @@ const (
 
 // Env holds the process's outside world, so tests can run commands in-process.
 type Env struct {
+	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 }
@@ -49,6 +50,7 @@ func commands() map[string]command {
 		"key":     {"key create|list|revoke|regenerate: manage a bot's API keys", keyCmd},
 		"flow":    {"flow import|export|validate: manage flow documents", flowCmd},
 		"account": {"account set: change a customer account's settings", accountCmd},
+		"user":    {"user create|list|delete|passwd: console accounts (operators and customer users)", userCmd},
 
 		"httpstep": {"httpstep test|logs|state|remap|reset-alert: an http node's test call, logs and alerts", httpStepCmd},
 	}

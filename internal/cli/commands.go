@@ -266,7 +266,7 @@ func flowCmd(ctx context.Context, env Env, args []string) error {
 		_, err = env.Stdout.Write(append(rec.Document, '\n'))
 		return err
 	}
-	rec, err := catalog.Import(ctx, st, b.ID, doc)
+	rec, err := catalog.ImportAs(ctx, st, b.ID, doc, "cli")
 	if err != nil {
 		return err
 	}

@@ -16,8 +16,8 @@ type CleanupArgs struct{}
 // Kind names the job.
 func (CleanupArgs) Kind() string { return "cleanup" }
 
-// CleanupWorker expires idempotency keys older than their window and forgets long-dead
-// instances.
+// CleanupWorker expires idempotency keys older than their window and console sessions
+// past their expiry, and forgets long-dead instances.
 type CleanupWorker struct {
 	river.WorkerDefaults[CleanupArgs]
 	Store             *store.Store
@@ -33,6 +33,9 @@ func (w *CleanupWorker) Work(ctx context.Context, _ *river.Job[CleanupArgs]) err
 	}
 	if n > 0 && w.Log != nil {
 		w.Log.Info("expired idempotency keys", "count", n)
+	}
+	if _, err := w.Store.DeleteExpiredConsoleSessions(ctx, time.Now()); err != nil {
+		return err
 	}
 	return w.Store.RemoveInstance(ctx, "", time.Now().Add(-24*time.Hour).UnixMilli())
 }

@@ -21,8 +21,9 @@ type FlowRecord struct {
 }
 
 // SaveFlow stores doc as the next version of the bot's flow with this key, creating the
-// flow when new. Runs already under way keep the version they started on.
-func (s *Store) SaveFlow(ctx context.Context, botID int64, key, name string, doc []byte) (FlowRecord, error) {
+// flow when new, and records who published it. Runs already under way keep the version
+// they started on.
+func (s *Store) SaveFlow(ctx context.Context, botID int64, key, name string, doc []byte, publishedBy string) (FlowRecord, error) {
 	now := nowMS()
 	rec := FlowRecord{BotID: botID, Key: key, Name: name, Document: doc, UpdatedAt: msTime(now)}
 	err := s.InTx(ctx, func(tx Tx) error {
@@ -39,8 +40,8 @@ func (s *Store) SaveFlow(ctx context.Context, botID int64, key, name string, doc
 			return err
 		}
 		rec.CreatedAt = msTime(created)
-		_, err = tx.Exec(ctx, `INSERT INTO flow_versions (flow_id, version, document, created_at) VALUES ($1, $2, $3, $4)`,
-			rec.ID, rec.Version, string(doc), now)
+		_, err = tx.Exec(ctx, `INSERT INTO flow_versions (flow_id, version, document, created_at, published_by) VALUES ($1, $2, $3, $4, $5)`,
+			rec.ID, rec.Version, string(doc), now, publishedBy)
 		return err
 	})
 	if err != nil {

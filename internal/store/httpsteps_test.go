@@ -23,7 +23,7 @@ func stepFixture(t *testing.T, st *store.Store, name string) (int64, store.HTTPS
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := st.SaveFlow(ctx, b.ID, "f", "", []byte(`{}`))
+	f, err := st.SaveFlow(ctx, b.ID, "f", "", []byte(`{}`), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
