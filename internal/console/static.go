@@ -1,8 +1,9 @@
-// Package console serves the web console: the single-page app that web/ builds with Vite
-// into dist/, embedded in the binary so that serving it needs no Node and loads nothing
-// from elsewhere at run time. The bundle is committed; .ci/run rebuilds it and fails when
-// the committed one differs from the sources.
 package console
+
+// The web console itself: the single-page app that web/ builds with Vite into dist/,
+// embedded in the binary so that serving it needs no Node and loads nothing from
+// elsewhere at run time. The bundle is committed; .ci/run rebuilds it and fails when the
+// committed one differs from the sources.
 
 import (
 	"bytes"

@@ -120,14 +120,14 @@ describe('a bot', () => {
     await page.getByLabel('Phone number (with country code)').fill(`+${phone}`)
     await page.getByLabel('Attributes 1 name').fill('order_id')
     await page.getByLabel('Attributes 1 value').fill('42')
-    await page.getByRole('button', { name: 'Trigger' }).click()
+    await page.getByRole('button', { name: 'Trigger', exact: true }).click()
     const trace = page.getByTestId('trace')
     await trace.waitFor()
     await trace.getByText('waiting').first().waitFor()
     const steps = await trace.getByTestId('step').allInnerTexts()
-    assert.ok(steps.length >= 2, `steps: ${steps.join(' | ')}`)
-    assert.match(steps[0], /hello/)
-    assert.match(steps.at(-1), /ask/)
+    assert.ok(steps.length >= 1, `steps: ${steps.join(' | ')}`)
+    assert.match(steps[0], /hello\s+message\s+sent/)
+    await trace.getByText('at ask').waitFor()
     await screenshots(page, 'try-it')
 
     // The run's own page adds the messages it sent.
@@ -147,6 +147,7 @@ describe('a bot', () => {
     await page.getByLabel('Status').selectOption('waiting')
     await page.getByRole('button', { name: 'Filter' }).click()
     await page.waitForURL(/status=waiting/)
+    await page.getByTestId('run-row').first().waitFor()
     assert.equal(await page.getByTestId('run-row').count(), 1)
     await screenshots(page, 'runs')
     await page.getByLabel('Status').selectOption('completed')
@@ -172,7 +173,7 @@ describe('a bot', () => {
     await page.getByRole('button', { name: 'Send' }).click()
     await screen.getByText('hello there').waitFor()
     // Start the flow again from the panel: its first message arrives by polling.
-    await page.getByRole('button', { name: 'Start' }).click()
+    await page.getByRole('button', { name: 'Start', exact: true }).click()
     await screen.getByText('Rate us?').nth(1).waitFor()
     await screenshots(page, 'sandbox')
 

@@ -15,9 +15,15 @@ export const artifacts = join(repo, '.ci', 'artifacts', 'console')
 
 const work = mkdtempSync(join(tmpdir(), 'parley-console-'))
 let binary = ''
+const running = new Set()
+process.on('exit', () => {
+  for (const p of running) p.kill('SIGKILL')
+  rmSync(work, { recursive: true, force: true })
+})
 
-/** Builds cmd/parley once per test process. */
+/** The parley binary: PARLEY_BIN, or cmd/parley built once per test process. */
 function build() {
+  if (!binary && process.env.PARLEY_BIN) binary = process.env.PARLEY_BIN
   if (!binary) {
     binary = join(work, 'parley')
     execFileSync('go', ['build', '-o', binary, './cmd/parley'], { cwd: repo, stdio: 'inherit' })
@@ -36,6 +42,8 @@ export async function startParley({ httpAllow } = {}) {
   const args = ['serve', '--db', join(dir, 'p.db'), '--addr', '127.0.0.1:0', '--admin-token', token]
   if (httpAllow) args.push('--http-allow', httpAllow)
   const proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  running.add(proc)
+  proc.on('exit', () => running.delete(proc))
   const lines = []
   const addr = await new Promise((ok, fail) => {
     const rl = createInterface({ input: proc.stderr })

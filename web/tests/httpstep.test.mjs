@@ -64,7 +64,7 @@ describe('HTTP step', () => {
     await page.getByLabel('Sample attributes 1 value').fill('42')
     await page.getByRole('button', { name: 'Test', exact: true }).click()
     const result = page.getByTestId('test-result')
-    await result.getByText('200 OK').waitFor()
+    await result.getByText('200 OK').first().waitFor()
     assert.deepEqual(seen, ['/orders/42'])
 
     await result.getByRole('button', { name: /^Map customer\.tier / }).click()
@@ -112,7 +112,7 @@ describe('HTTP step', () => {
     await page.getByLabel('Phone number (with country code)').fill('919800000001')
     await page.getByLabel('Attributes 1 name').fill('order_id')
     await page.getByLabel('Attributes 1 value').fill('77')
-    await page.getByRole('button', { name: 'Trigger' }).click()
+    await page.getByRole('button', { name: 'Trigger', exact: true }).click()
     const trace = page.getByTestId('trace')
     await trace.getByText('completed').waitFor()
     await trace.getByRole('link', { name: /^log \d+$/ }).click()

@@ -132,8 +132,10 @@ function ChannelForm({ bot, view: first }: { bot: BotCtx; view: ChannelView }) {
         const stored = f.secret ? view.config[f.name] : undefined
         return (
           <label key={f.name}>
-            {f.label}
-            {f.required && <span aria-hidden="true"> *</span>}
+            <span>
+              {f.label}
+              {f.required && <span aria-hidden="true"> *</span>}
+            </span>
             <span className="with-button">
               <input
                 type={f.secret && !f.paste ? 'password' : 'text'}

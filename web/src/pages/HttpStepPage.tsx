@@ -17,7 +17,7 @@ import {
 } from '../ui'
 import { parseFlow } from './FlowPage'
 
-const attributePattern = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$/
+const attributePattern = /^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$/
 
 /** The {{names}} a node's request uses, for the Test form. */
 function templateNames(n: HttpNode): string[] {
@@ -325,7 +325,7 @@ function TestStep({
       {result && (
         <div className="card" data-testid="test-result">
           <p>
-            <Badge value={result.failed ? 'failed' : 'completed'} /> {result.response.status_text || 'no response'} in{' '}
+            <Badge value={result.failed ? 'failed' : 'ok'} /> {result.response.status_text || 'no response'} in{' '}
             {result.duration_ms.toFixed(1)} ms
             {result.error && <span className="error-text"> · {result.error}</span>}
           </p>
@@ -334,7 +334,7 @@ function TestStep({
               {result.message}
             </p>
           )}
-          <Exchange request={result.request} response={result.response} />
+          <Exchange request={result.request} response={result.response} open={json === undefined} />
           {Object.keys(result.attributes).length > 0 && (
             <p>
               Save would set:{' '}
@@ -398,8 +398,8 @@ function BodyText({ body }: { body?: string }) {
   return <pre className="code">{text}</pre>
 }
 
-/** A call's request and response in full. */
-function Exchange({ request, response }: { request: HttpRequest; response: HttpResponse }) {
+/** A call's request and response in full; the response body open unless shown elsewhere. */
+function Exchange({ request, response, open = true }: { request: HttpRequest; response: HttpResponse; open?: boolean }) {
   return (
     <div className="exchange">
       <details>
@@ -409,7 +409,7 @@ function Exchange({ request, response }: { request: HttpRequest; response: HttpR
         <Headers h={request.headers} />
         <BodyText body={request.body} />
       </details>
-      <details open>
+      <details open={open}>
         <summary>
           Response: {response.status_text || 'none'}
           {response.truncated && ' (truncated)'}
