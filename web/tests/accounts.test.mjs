@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { openBrowser, screenshots, seedBot, signIn, startParley } from './harness.mjs'
+import { openBrowser, inspect, seedBot, signIn, startParley } from './harness.mjs'
 
 describe('accounts and tenancy', () => {
   let srv, b
@@ -26,7 +26,7 @@ describe('accounts and tenancy', () => {
     await page.goto(`${srv.base}/console`)
     assert.equal(new URL(page.url()).pathname, '/console/')
     await page.getByRole('heading', { name: 'Sign in to Parley' }).waitFor()
-    await screenshots(page, 'signin')
+    await inspect(page, 'signin')
     await page.keyboard.press('Tab')
     const focus = await page.evaluate(() => {
       const el = document.activeElement
@@ -53,7 +53,7 @@ describe('accounts and tenancy', () => {
     await signIn(page, srv.base, { token: srv.token })
     await page.getByRole('heading', { name: 'Customers' }).waitFor()
     await page.getByRole('link', { name: 'Globex' }).waitFor()
-    await screenshots(page, 'customers')
+    await inspect(page, 'customers')
     await page.getByLabel('Customer name').fill('Acme')
     await page.getByRole('button', { name: 'Create customer' }).click()
     await page.getByRole('heading', { name: /Acme/ }).waitFor()
@@ -64,7 +64,7 @@ describe('accounts and tenancy', () => {
     await page.getByRole('button', { name: 'Create bot' }).click()
     await page.getByTestId('new-bot').waitFor()
     await page.getByRole('link', { name: 'acme support' }).waitFor()
-    await screenshots(page, 'customer')
+    await inspect(page, 'customer')
     b.check()
   })
 
@@ -78,7 +78,7 @@ describe('accounts and tenancy', () => {
     await page.getByLabel('Access').selectOption(String(acme))
     await page.getByRole('button', { name: 'Create account' }).click()
     await page.getByRole('cell', { name: user.email }).waitFor()
-    await screenshots(page, 'accounts')
+    await inspect(page, 'accounts')
     b.check()
   })
 
@@ -101,7 +101,7 @@ describe('accounts and tenancy', () => {
     await page.goto(`${srv.base}${other.base}/integrations`)
     await page.getByRole('alert').filter({ hasText: /Could not load/ }).waitFor()
     assert.equal(await page.getByText(other.botKey).count(), 0, "the other bot's key is not shown")
-    await screenshots(page, 'forbidden')
+    await inspect(page, 'forbidden')
     // Through the API with the same cookie: reads and writes are refused.
     const answers = await page.evaluate(
       async ({ cid, botKey }) => {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { after, before, describe, it } from 'node:test'
-import { openBrowser, screenshots, seedBot, signIn, startParley } from './harness.mjs'
+import { openBrowser, inspect, seedBot, signIn, startParley } from './harness.mjs'
 
 const orderFlow = {
   key: 'order_update',
@@ -78,7 +78,7 @@ describe('a bot', () => {
     await page.getByRole('button', { name: 'Import' }).click()
     await page.getByRole('status').filter({ hasText: 'as version 1' }).waitFor()
     await page.getByRole('cell', { name: 'order_update' }).waitFor()
-    await screenshots(page, 'flows')
+    await inspect(page, 'flows')
 
     const v2 = { ...orderFlow, name: 'Order update v2' }
     await page.getByLabel('Flow document file').setInputFiles({
@@ -111,7 +111,7 @@ describe('a bot', () => {
       exported.nodes.map((n) => n.id),
       orderFlow.nodes.map((n) => n.id),
     )
-    await screenshots(page, 'flow')
+    await inspect(page, 'flow')
     b.check()
   })
 
@@ -128,14 +128,14 @@ describe('a bot', () => {
     assert.ok(steps.length >= 1, `steps: ${steps.join(' | ')}`)
     assert.match(steps[0], /hello\s+message\s+sent/)
     await trace.getByText('at ask').waitFor()
-    await screenshots(page, 'try-it')
+    await inspect(page, 'try-it')
 
     // The run's own page adds the messages it sent.
     await trace.getByRole('link', { name: /^[0-9a-f-]{8,}/i }).first().click()
     await page.getByRole('heading', { name: 'Run' }).waitFor()
     await page.getByText('Hi, order 42 is on its way').waitFor()
     await page.getByText('Rate us?').waitFor()
-    await screenshots(page, 'run')
+    await inspect(page, 'run')
     b.check()
   })
 
@@ -149,7 +149,7 @@ describe('a bot', () => {
     await page.waitForURL(/status=waiting/)
     await page.getByTestId('run-row').first().waitFor()
     assert.equal(await page.getByTestId('run-row').count(), 1)
-    await screenshots(page, 'runs')
+    await inspect(page, 'runs')
     await page.getByLabel('Status').selectOption('completed')
     await page.getByRole('button', { name: 'Filter' }).click()
     await page.getByText('No runs match').waitFor()
@@ -175,7 +175,7 @@ describe('a bot', () => {
     // Start the flow again from the panel: its first message arrives by polling.
     await page.getByRole('button', { name: 'Start', exact: true }).click()
     await screen.getByText('Rate us?').nth(1).waitFor()
-    await screenshots(page, 'sandbox')
+    await inspect(page, 'sandbox')
 
     await page.getByRole('link', { name: 'Users' }).click()
     await page.getByLabel('Id or name starts with').fill('9198')
@@ -189,13 +189,13 @@ describe('a bot', () => {
     await transcript.getByText('Hi, order 42 is on its way').first().waitFor()
     await transcript.getByText('hello there').waitFor()
     assert.ok((await transcript.locator('[data-status]').count()) > 0, 'bot messages show their delivery status')
-    await screenshots(page, 'user')
+    await inspect(page, 'user')
     await page.getByRole('link', { name: 'Users' }).click()
     await page.getByLabel('Attribute').fill('rating')
     await page.getByLabel('equals').fill('great')
     await page.getByRole('button', { name: 'Search' }).click()
     await page.getByRole('link', { name: phone }).waitFor()
-    await screenshots(page, 'users')
+    await inspect(page, 'users')
     await page.getByLabel('equals').fill('awful')
     await page.getByRole('button', { name: 'Search' }).click()
     await page.getByText('No user matches.').waitFor()
@@ -223,7 +223,7 @@ describe('a bot', () => {
     await page.getByLabel('Call').selectOption('template')
     assert.match(await page.getByTestId('curl').innerText(), /\/whatsapp-api\/v1\.0\/customer\/\d+\/bot\/[0-9a-f]+\/template/)
     await page.getByLabel('Call').selectOption('v2')
-    await screenshots(page, 'integrations')
+    await inspect(page, 'integrations')
 
     const row = page.getByTestId(`key-${keyId}`)
     await row.getByRole('button', { name: 'Revoke' }).click()
@@ -263,7 +263,7 @@ describe('a bot', () => {
     assert.equal(await wa.getByTestId('copy-WhatsApp webhook URL').innerText(), `${srv.base}/webhooks/whatsapp/${other.bot_key}`)
     assert.equal(await wa.getByTestId('copy-Verify token').innerText(), verify)
     assert.equal(await wa.getByLabel('Access token').inputValue(), '', 'secrets are not put back in the form')
-    await screenshots(page, 'channels')
+    await inspect(page, 'channels')
 
     // The token shown is the one Meta's handshake needs.
     const hs = await fetch(

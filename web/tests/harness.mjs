@@ -159,9 +159,10 @@ export async function openBrowser() {
 
 /**
  * Screenshots the current page at desktop and phone size into .ci/artifacts/console/,
- * and checks that at phone width nothing overflows sideways.
+ * and checks what every page must do: nothing overflows sideways at phone width, and
+ * every control has a name (a label, aria-label or text).
  */
-export async function screenshots(page, name) {
+export async function inspect(page, name) {
   mkdirSync(artifacts, { recursive: true })
   await page.setViewportSize(desktop)
   await page.screenshot({ path: join(artifacts, `${name}-1280.png`), fullPage: true })
@@ -170,6 +171,16 @@ export async function screenshots(page, name) {
   await page.screenshot({ path: join(artifacts, `${name}-390.png`), fullPage: true })
   await page.setViewportSize(desktop)
   if (overflow > 1) throw new Error(`${name}: the page is ${overflow}px wider than a 390px screen`)
+  const unnamed = await page.evaluate(() =>
+    [...document.querySelectorAll('input, select, textarea, button, a[href]')]
+      .filter((el) => {
+        if (el.type === 'hidden') return false
+        const labelled = el.labels?.length > 0 || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')
+        return !labelled && !(el.textContent ?? '').trim()
+      })
+      .map((el) => el.outerHTML.slice(0, 120)),
+  )
+  if (unnamed.length > 0) throw new Error(`${name}: controls without a name:\n${unnamed.join('\n')}`)
 }
 
 /** Signs in through the sign-in form. */

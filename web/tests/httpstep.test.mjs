@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { createServer } from 'node:http'
 import { after, before, describe, it } from 'node:test'
-import { openBrowser, screenshots, seedBot, signIn, startParley } from './harness.mjs'
+import { openBrowser, inspect, seedBot, signIn, startParley } from './harness.mjs'
 
 describe('HTTP step', () => {
   let srv, b, bot, target, targetUrl
@@ -84,7 +84,7 @@ describe('HTTP step', () => {
     await page.getByTestId('log-row').first().getByRole('button', { name: 'View' }).click()
     const detail = page.getByTestId('log-detail')
     await detail.getByText(`GET ${targetUrl}/orders/42`).waitFor()
-    await screenshots(page, 'http-step')
+    await inspect(page, 'http-step')
     b.check()
   })
 
@@ -96,7 +96,7 @@ describe('HTTP step', () => {
     await page.getByTestId('test-result').getByText('JSON Structure Change Detected').waitFor()
     const flag = page.getByTestId('structure-changed')
     await flag.waitFor()
-    await screenshots(page, 'http-step-changed')
+    await inspect(page, 'http-step-changed')
     await flag.getByRole('button', { name: 'Remap' }).click()
     await page.getByText('Remapped.').waitFor()
     assert.equal(await page.getByTestId('structure-changed').count(), 0)
