@@ -3,7 +3,7 @@
 
 import { useSyncExternalStore, type AnchorHTMLAttributes, type MouseEvent } from 'react'
 
-export const BASE = '/console'
+const BASE = '/console'
 
 const listeners = new Set<() => void>()
 

@@ -3,7 +3,7 @@
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react'
 import { ApiError, Client, type Principal } from './api'
 
-export type SessionState =
+type SessionState =
   | { kind: 'checking' }
   | { kind: 'signed-out'; expired: boolean; error?: string }
   | { kind: 'signed-in'; user: Principal }
@@ -76,11 +76,4 @@ export function useSession(): SessionValue {
 /** The API client. */
 export function useApi(): Client {
   return useSession().api
-}
-
-/** The signed-in principal; only for pages behind sign-in. */
-export function usePrincipal(): Principal {
-  const { state } = useSession()
-  if (state.kind !== 'signed-in') throw new Error('usePrincipal while signed out')
-  return state.user
 }

@@ -83,7 +83,7 @@ export function Empty({ children }: { children: ReactNode }) {
 }
 
 /** An error as a sentence for people. */
-export function describe(e: ApiError): string {
+function describe(e: ApiError): string {
   if (e.status === 404 && e.desc === 'NOT_FOUND' && /no such endpoint/.test(e.message)) {
     return 'this server does not offer it yet (' + e.message + ').'
   }

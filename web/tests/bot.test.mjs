@@ -3,7 +3,9 @@
 // sandbox chat and the user's transcript.
 
 import assert from 'node:assert/strict'
+import { createHmac } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import { openBrowser, inspect, seedBot, signIn, startParley } from './harness.mjs'
 
@@ -51,7 +53,7 @@ async function runCurl(text) {
 }
 
 describe('a bot', () => {
-  let srv, b, bot
+  let srv, b, bot, waBot
   const phone = '919876543210'
 
   before(async () => {
@@ -246,9 +248,31 @@ describe('a bot', () => {
     b.check()
   })
 
+  it('shows media and cards in the transcript', async () => {
+    const { page } = b
+    const api = `/admin/v1/customers/${bot.cid}/bots/${bot.botKey}`
+    await srv.admin('POST', `${api}/flows`, {
+      key: 'showcase',
+      start: 'photo',
+      nodes: [
+        { id: 'photo', type: 'message', media: { type: 'image', url: 'https://cdn.example.com/p.png', caption: 'A photo' }, next: 'card' },
+        { id: 'card', type: 'message', card: { title: 'Blue shoes', description: 'Size 42', buttons: [{ title: 'Buy' }] }, next: 'done' },
+        { id: 'done', type: 'end' },
+      ],
+    })
+    await srv.admin('POST', `${api}/flows/showcase/trigger?wait=true`, { 'user.phone_no': '919811111111' })
+    await page.goto(`${srv.base}${bot.base}/users/919811111111`)
+    const transcript = page.getByRole('list', { name: 'Conversation' })
+    await transcript.getByRole('link', { name: 'image: A photo' }).waitFor()
+    await transcript.getByText('Blue shoes').waitFor()
+    await transcript.getByText('Buy').waitFor()
+    b.check()
+  })
+
   it('sets WhatsApp settings with write-only secrets and shows what to paste into Meta', async () => {
     const { page } = b
     const other = await srv.admin('POST', `/admin/v1/customers/${bot.cid}/bots`, { name: 'whatsapp bot' })
+    waBot = other.bot_key
     await page.goto(`${srv.base}/console/customers/${bot.cid}/bots/${other.bot_key}/channels`)
     const wa = page.getByRole('form', { name: 'WhatsApp' })
     await wa.getByLabel('Adapter').selectOption('whatsapp')
@@ -280,6 +304,84 @@ describe('a bot', () => {
     assert.equal(view.config.phone_number_id, '1065559999')
     assert.match(view.config.token, /^\*+alue$/)
     assert.ok(view.config.verify_token, 'verify token kept')
+    b.check()
+  })
+
+  it('shows delivery ticks and a failed message from the WhatsApp provider', async () => {
+    const { page } = b
+    // A stand-in for the Graph API: the first message is accepted, the next refused.
+    let sends = 0
+    const graph = createServer((req, res) => {
+      req.resume()
+      req.on('end', () => {
+        sends++
+        res.writeHead(sends === 1 ? 200 : 400, { 'Content-Type': 'application/json' })
+        res.end(
+          JSON.stringify(
+            sends === 1
+              ? { messages: [{ id: 'wamid.first' }] }
+              : { error: { message: 'Recipient phone number not in allowed list', code: 131030, type: 'OAuthException' } },
+          ),
+        )
+      })
+    })
+    await new Promise((ok) => graph.listen(0, '127.0.0.1', ok))
+    try {
+      await page.goto(`${srv.base}/console/customers/${bot.cid}/bots/${waBot}/channels`)
+      const wa = page.getByRole('form', { name: 'WhatsApp' })
+      await wa.getByLabel('Base URL').fill(`http://127.0.0.1:${graph.address().port}`)
+      await wa.getByRole('button', { name: 'Save WhatsApp settings' }).click()
+      await wa.getByText('Saved.').waitFor()
+
+      const api = `/admin/v1/customers/${bot.cid}/bots/${waBot}`
+      const template = { name: 'order_update', language: { code: 'en' } }
+      await srv.admin('POST', `${api}/flows`, {
+        key: 'notify',
+        start: 'one',
+        nodes: [
+          { id: 'one', type: 'message', template, next: 'two' },
+          { id: 'two', type: 'message', template, next: 'done' },
+          { id: 'done', type: 'end' },
+        ],
+      })
+      const run = await srv.admin('POST', `${api}/flows/notify/trigger?wait=true`, { 'user.phone_no': phone })
+      assert.equal(run.status, 'failed', JSON.stringify(run))
+
+      // Meta reports the first message read.
+      const body = JSON.stringify({
+        object: 'whatsapp_business_account',
+        entry: [
+          {
+            id: 'waba',
+            changes: [
+              {
+                field: 'messages',
+                value: {
+                  messaging_product: 'whatsapp',
+                  metadata: { display_phone_number: '15550001234', phone_number_id: '1065559999' },
+                  statuses: [{ id: 'wamid.first', status: 'read', timestamp: String(Math.floor(Date.now() / 1000)), recipient_id: phone }],
+                },
+              },
+            ],
+          },
+        ],
+      })
+      const sig = createHmac('sha256', 'app-secret-value-123').update(body).digest('hex')
+      const hook = await fetch(`${srv.base}/webhooks/whatsapp/${waBot}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'X-Hub-Signature-256': `sha256=${sig}` },
+        body,
+      })
+      assert.equal(hook.status, 200, await hook.text())
+
+      await page.goto(`${srv.base}/console/customers/${bot.cid}/bots/${waBot}/users/${phone}`)
+      const transcript = page.getByRole('list', { name: 'Conversation' })
+      await transcript.locator('[data-status="read"]').waitFor()
+      await transcript.locator('[data-status="failed"]').getByText(/allowed list/).waitFor()
+      await inspect(page, 'user-whatsapp')
+    } finally {
+      graph.close()
+    }
     b.check()
   })
 })

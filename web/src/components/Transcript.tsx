@@ -2,7 +2,7 @@ import type { Button, Message, MessageContent } from '../api'
 import { Time } from '../ui'
 
 /** A bot message's content, when its payload has the message shape. */
-export function content(m: Message): MessageContent {
+function content(m: Message): MessageContent {
   if (m.sender === 'bot' && m.payload && typeof m.payload === 'object' && !Array.isArray(m.payload)) {
     return m.payload as MessageContent
   }
@@ -10,7 +10,7 @@ export function content(m: Message): MessageContent {
 }
 
 /** Buttons of a message, its card's included. */
-export function buttonsOf(c: MessageContent): Button[] {
+function buttonsOf(c: MessageContent): Button[] {
   return [...(c.buttons ?? []), ...(c.card?.buttons ?? [])]
 }
 

@@ -10,7 +10,7 @@ export function parseFlow(text: string): FlowDoc {
   return JSON.parse(text) as FlowDoc
 }
 
-export function httpNodes(doc: FlowDoc): HttpNode[] {
+function httpNodes(doc: FlowDoc): HttpNode[] {
   return doc.nodes.filter((n): n is HttpNode => n.type === 'http')
 }
 
