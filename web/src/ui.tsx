@@ -84,9 +84,6 @@ export function Empty({ children }: { children: ReactNode }) {
 
 /** An error as a sentence for people. */
 function describe(e: ApiError): string {
-  if (e.status === 404 && e.desc === 'NOT_FOUND' && /no such endpoint/.test(e.message)) {
-    return 'this server does not offer it yet (' + e.message + ').'
-  }
   if (e.status === 429 && e.retryAfter) return `${e.message} Try again in ${e.retryAfter} s.`
   return e.message
 }

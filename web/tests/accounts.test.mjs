@@ -38,13 +38,19 @@ describe('accounts and tenancy', () => {
     b.check()
   })
 
-  it('refuses a wrong admin token', async () => {
+  it('refuses a wrong admin token, entered by keyboard alone', async () => {
     const { page } = b
     b.allow(401, /^\/admin\/v1\/session$/)
-    await page.getByLabel('Admin token').check()
-    await page.getByLabel('Token', { exact: true }).fill('not-the-token')
-    await page.getByRole('button', { name: 'Sign in' }).click()
-    await page.getByRole('alert').waitFor()
+    const focused = () => page.evaluate(() => document.activeElement?.closest('label')?.textContent?.trim() ?? '')
+    for (let i = 0; i < 10 && (await focused()) !== 'Account'; i++) await page.keyboard.press('Tab')
+    assert.equal(await focused(), 'Account')
+    await page.keyboard.press('ArrowDown')
+    assert.equal(await focused(), 'Admin token')
+    await page.keyboard.press('Tab')
+    assert.equal(await focused(), 'Token')
+    await page.keyboard.type('not-the-token')
+    await page.keyboard.press('Enter')
+    await page.getByRole('alert').filter({ hasText: /token/i }).waitFor()
     b.check()
   })
 
@@ -78,6 +84,25 @@ describe('accounts and tenancy', () => {
     await page.getByLabel('Access').selectOption(String(acme))
     await page.getByRole('button', { name: 'Create account' }).click()
     await page.getByRole('cell', { name: user.email }).waitFor()
+
+    // An operator account, then deleted.
+    await page.getByLabel('Email').fill('temp@ops.example')
+    await page.getByLabel(/^Password/).fill('temporary password')
+    await page.getByLabel('Access').selectOption('')
+    await page.getByRole('button', { name: 'Create account' }).click()
+    const temp = page.getByRole('row').filter({ hasText: 'temp@ops.example' })
+    await temp.getByRole('cell', { name: 'operator' }).waitFor()
+    await temp.getByRole('button', { name: 'Delete' }).click()
+    await temp.getByRole('button', { name: 'Yes, delete' }).click()
+    await temp.waitFor({ state: 'detached' })
+
+    // A new password for the customer user.
+    const row = page.getByRole('row').filter({ hasText: user.email })
+    await row.getByRole('button', { name: 'Set password' }).click()
+    user.password = 'another long passphrase'
+    await row.getByLabel(`New password for ${user.email}`).fill(user.password)
+    await row.getByRole('button', { name: 'Save' }).click()
+    await row.getByText('Password changed.').waitFor()
     await inspect(page, 'accounts')
     b.check()
   })
