@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/parleyhq/parley/internal/catalog"
 	"github.com/parleyhq/parley/internal/engine"
 	"github.com/parleyhq/parley/internal/flow"
 	"github.com/parleyhq/parley/internal/phone"
@@ -280,17 +279,6 @@ func (s *Server) listFlows(w http.ResponseWriter, r *http.Request) *Error {
 	return nil
 }
 
-// flowError reports an invalid flow document with every problem found.
-func flowError(err error) *Error {
-	var verrs flow.ValidationErrors
-	if errors.As(err, &verrs) {
-		e := invalid("the flow is not valid: %s", verrs.Error())
-		e.Desc = "INVALID_FLOW"
-		return e
-	}
-	return nil
-}
-
 func readDoc(r *http.Request) ([]byte, *Error) {
 	doc, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -308,14 +296,10 @@ func (s *Server) importFlow(w http.ResponseWriter, r *http.Request) *Error {
 	if e != nil {
 		return e
 	}
-	rec, err := catalog.ImportAs(r.Context(), s.Store, b.ID, doc, principalOf(r).Name())
-	if fe := flowError(err); fe != nil {
-		return fe
+	rec, e := s.publish(w, r, b, doc)
+	if e != nil || rec == nil {
+		return e
 	}
-	if err != nil {
-		return s.storeError("flow", err)
-	}
-	s.Engine.FlowChanged(b.ID, rec.Key)
 	writeOK(w, rec)
 	return nil
 }
@@ -343,8 +327,7 @@ func (s *Server) validateFlow(w http.ResponseWriter, r *http.Request) *Error {
 	_, err := flow.Parse(doc)
 	var verrs flow.ValidationErrors
 	if errors.As(err, &verrs) {
-		writeJSON(w, http.StatusBadRequest, map[string]any{
-			"status": Status{Code: CodeInvalidInput, Desc: "INVALID_FLOW", Details: verrs.Error()}, "errors": verrs})
+		writeInvalidFlow(w, verrs)
 		return nil
 	}
 	writeOK(w, map[string]any{"valid": true})

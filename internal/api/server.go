@@ -89,6 +89,7 @@ func (s *Server) routes() {
 	s.sessionRoutes()
 	s.adminRoutes()
 	s.browseRoutes()
+	s.draftRoutes()
 	s.channelRoutes()
 	s.httpStepRoutes()
 

@@ -59,6 +59,9 @@ func (f *Flow) validate() ValidationErrors {
 	if f.Key != "" && !ValidKey(f.Key) {
 		c.add("", "key", "%q is not a valid flow key (letters, digits, _ and -, at most 100)", f.Key)
 	}
+	if l := f.Layout; l != nil && l.Viewport != nil && !(l.Viewport.Zoom > 0) {
+		c.add("", "layout.viewport.zoom", "the zoom must be more than 0")
+	}
 	if len(f.Nodes) == 0 {
 		c.add("", "nodes", "a flow needs at least one node")
 		return c.errs
