@@ -14,6 +14,8 @@ import (
 
 	"github.com/parleyhq/parley/internal/api"
 	"github.com/parleyhq/parley/internal/engine"
+	"github.com/parleyhq/parley/internal/store"
+	"github.com/parleyhq/parley/internal/store/storetest"
 )
 
 // logBuffer collects JSON log lines written from many goroutines.
@@ -69,9 +71,14 @@ func (b *blockingHTTP) Call(ctx context.Context, call engine.HTTPCall) engine.HT
 // errors ("user 919876543210: context canceled").
 func TestClientGoneIsNotAnError(t *testing.T) {
 	const digits = "919876543210"
-	logs := &logBuffer{}
-	caller := &blockingHTTP{started: make(chan struct{}, 4), release: make(chan struct{})}
-	each(t, func(t *testing.T, e *env) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		logs := &logBuffer{}
+		caller := &blockingHTTP{started: make(chan struct{}, 4), release: make(chan struct{})}
+		e := newEnv(t, st, func(t *testing.T, cfg *engine.Config, deps *api.Deps) {
+			deps.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			cfg.Log = deps.Log
+			cfg.HTTP = caller
+		})
 		e.importFlow(e.a, `{"key": "slow", "start": "call", "nodes": [
 			{"id": "call", "type": "http", "method": "GET", "url": "https://crm.example.com/orders", "next": "done"},
 			{"id": "done", "type": "end"}]}`)
@@ -145,9 +152,5 @@ func TestClientGoneIsNotAnError(t *testing.T) {
 		if !strings.Contains(out, "3210") {
 			t.Fatalf("the masked numbers keep their last 4 digits:\n%s", out)
 		}
-	}, func(t *testing.T, cfg *engine.Config, deps *api.Deps) {
-		deps.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		cfg.Log = deps.Log
-		cfg.HTTP = caller
 	})
 }

@@ -91,7 +91,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			}
 			if s.log.Enabled(r.Context(), level) {
 				s.log.LogAttrs(r.Context(), level, "request",
-					slog.String("method", strconvQuoteMethod(r.Method)),
+					slog.String("method", logMethod(r.Method)),
 					slog.String("path", logPath(r)),
 					slog.String("query", redactQuery(r.URL.RawQuery)),
 					slog.String("route", route),
@@ -114,8 +114,8 @@ func metricMethod(m string) string {
 	return "other"
 }
 
-// strconvQuoteMethod keeps an odd method readable in the log (and short).
-func strconvQuoteMethod(m string) string {
+// logMethod keeps an odd method readable in the log (and short).
+func logMethod(m string) string {
 	if metricMethod(m) != "other" {
 		return m
 	}
