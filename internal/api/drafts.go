@@ -34,7 +34,7 @@ func (s *Server) listDrafts(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	ds, err := s.Store.FlowDrafts(r.Context(), b.ID)
 	if err != nil {
-		return s.storeError("drafts", err)
+		return s.storeError(r, "drafts", err)
 	}
 	writeOK(w, map[string]any{"drafts": ds})
 	return nil
@@ -63,7 +63,7 @@ func (s *Server) getDraft(w http.ResponseWriter, r *http.Request) *Error {
 		return notFound("flow %s has no draft", key)
 	}
 	if err != nil {
-		return s.storeError("draft", err)
+		return s.storeError(r, "draft", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Draft-Updated-At", d.UpdatedAt.Format(time.RFC3339Nano))
@@ -114,7 +114,7 @@ func (s *Server) putDraft(w http.ResponseWriter, r *http.Request) *Error {
 	d := store.FlowDraft{Key: key, Name: name, Document: body, UpdatedAt: time.Now().UTC().Truncate(time.Millisecond),
 		UpdatedBy: principalOf(r).Name()}
 	if err := s.Store.SaveFlowDraft(r.Context(), b.ID, d); err != nil {
-		return s.storeError("draft", err)
+		return s.storeError(r, "draft", err)
 	}
 	out := draftJSON{FlowDraft: d, Valid: true, Errors: flow.ValidationErrors{}}
 	if _, err := flow.Parse(body); err != nil {
@@ -140,7 +140,7 @@ func (s *Server) deleteDraft(w http.ResponseWriter, r *http.Request) *Error {
 		if errors.Is(err, store.ErrNotFound) {
 			return notFound("flow %s has no draft", key)
 		}
-		return s.storeError("draft", err)
+		return s.storeError(r, "draft", err)
 	}
 	writeOK(w, map[string]any{"flow_key": key, "deleted": true})
 	return nil
@@ -163,7 +163,7 @@ func (s *Server) publishDraft(w http.ResponseWriter, r *http.Request) *Error {
 		return notFound("flow %s has no draft to publish", key)
 	}
 	if err != nil {
-		return s.storeError("draft", err)
+		return s.storeError(r, "draft", err)
 	}
 	rec, e := s.publish(w, r, b, d.Document)
 	if e != nil || rec == nil {
@@ -195,7 +195,7 @@ func (s *Server) restoreVersion(w http.ResponseWriter, r *http.Request) *Error {
 		return notFound("flow %s has no version %d", cur.Key, n)
 	}
 	if err != nil {
-		return s.storeError("flow version", err)
+		return s.storeError(r, "flow version", err)
 	}
 	rec, e := s.publish(w, r, b, old.Document)
 	if e != nil || rec == nil {
@@ -216,7 +216,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, b store.Bot, do
 		return nil, nil
 	}
 	if err != nil {
-		return nil, s.storeError("flow", err)
+		return nil, s.storeError(r, "flow", err)
 	}
 	s.Engine.FlowChanged(b.ID, rec.Key)
 	return &rec, nil

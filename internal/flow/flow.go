@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"unicode/utf8"
 
 	"github.com/parleyhq/parley/internal/msg"
 )
@@ -216,6 +217,9 @@ func (f *Flow) IsHTTPNode(id string) bool {
 // Parse decodes and validates a flow document. The error, when there is one, is a
 // *ValidationErrors listing every problem found, each naming its node.
 func Parse(data []byte) (*Flow, error) {
+	if !utf8.Valid(data) {
+		return nil, ValidationErrors{{Msg: "flow document: not valid UTF-8"}}
+	}
 	f, err := decode(data)
 	if err != nil {
 		return nil, err
