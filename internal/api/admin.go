@@ -1,16 +1,21 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/parleyhq/parley/internal/catalog"
+	"github.com/parleyhq/parley/internal/channel"
+	"github.com/parleyhq/parley/internal/channel/registry"
 	"github.com/parleyhq/parley/internal/engine"
 	"github.com/parleyhq/parley/internal/flow"
 	"github.com/parleyhq/parley/internal/phone"
+	"github.com/parleyhq/parley/internal/sanitize"
 	"github.com/parleyhq/parley/internal/store"
 )
 
@@ -61,7 +66,7 @@ func (s *Server) pathBot(r *http.Request) (store.Bot, *Error) {
 		return store.Bot{}, badBotOrCustomer()
 	}
 	if err != nil {
-		return store.Bot{}, s.storeError("bot", err)
+		return store.Bot{}, s.storeError(r, "bot", err)
 	}
 	return b, nil
 }
@@ -69,7 +74,7 @@ func (s *Server) pathBot(r *http.Request) (store.Bot, *Error) {
 func (s *Server) listCustomers(w http.ResponseWriter, r *http.Request) *Error {
 	cs, err := s.Store.Customers(r.Context())
 	if err != nil {
-		return s.storeError("customers", err)
+		return s.storeError(r, "customers", err)
 	}
 	p := principalOf(r)
 	visible := cs[:0]
@@ -89,19 +94,32 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
+// checkName trims a customer, bot or flow name and checks it (see sanitize.CheckName).
+func checkName(field, name string) (string, *Error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return "", invalid("%s is required", field)
+	}
+	if err := sanitize.CheckName(name); err != nil {
+		return "", invalid("%s %v", field, err)
+	}
+	return name, nil
+}
+
 func (s *Server) createCustomer(w http.ResponseWriter, r *http.Request) *Error {
 	var body struct {
 		Name string `json:"name"`
 	}
-	if e := decodeJSON(r, &body); e != nil {
+	if e := decodeStrict(r, &body); e != nil {
 		return e
 	}
-	if strings.TrimSpace(body.Name) == "" {
-		return invalid("name is required")
+	name, e := checkName("name", body.Name)
+	if e != nil {
+		return e
 	}
-	c, err := s.Store.CreateCustomer(r.Context(), strings.TrimSpace(body.Name))
+	c, err := s.Store.CreateCustomer(r.Context(), name)
 	if err != nil {
-		return s.storeError("customer "+strconv.Quote(body.Name), err)
+		return s.storeError(r, "customer "+strconv.Quote(name), err)
 	}
 	writeOK(w, c)
 	return nil
@@ -114,30 +132,34 @@ func (s *Server) getCustomer(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	c, err := s.Store.Customer(r.Context(), cid)
 	if err != nil {
-		return s.storeError("customer", err)
+		return s.storeError(r, "customer", err)
 	}
 	writeOK(w, c)
 	return nil
 }
 
-// updateCustomer sets account settings: {"http_rate": N} (HTTP-step calls per minute; null
-// for the server default).
+// updateCustomer changes account settings: {"http_rate": N} (HTTP-step calls per
+// minute; null for the server default). A setting left out keeps its value, and an
+// unknown (misspelt) one is refused.
 func (s *Server) updateCustomer(w http.ResponseWriter, r *http.Request) *Error {
 	cid, e := pathCustomer(r)
 	if e != nil {
 		return e
 	}
 	var body struct {
-		HTTPRate *int `json:"http_rate"`
+		HTTPRate json.RawMessage `json:"http_rate"`
 	}
-	if e := decodeJSON(r, &body); e != nil {
+	if e := decodeStrict(r, &body); e != nil {
 		return e
 	}
-	if body.HTTPRate != nil && (*body.HTTPRate < 1 || *body.HTTPRate > 1_000_000) {
-		return invalid("http_rate must be from 1 to 1000000 calls per minute")
-	}
-	if err := s.Store.SetCustomerHTTPRate(r.Context(), cid, body.HTTPRate); err != nil {
-		return s.storeError("customer", err)
+	if body.HTTPRate != nil {
+		var rate *int
+		if err := json.Unmarshal(body.HTTPRate, &rate); err != nil || (rate != nil && (*rate < 1 || *rate > 1_000_000)) {
+			return invalid("http_rate must be from 1 to 1000000 calls per minute, or null for the server default")
+		}
+		if err := s.Store.SetCustomerHTTPRate(r.Context(), cid, rate); err != nil {
+			return s.storeError(r, "customer", err)
+		}
 	}
 	return s.getCustomer(w, r)
 }
@@ -149,7 +171,7 @@ func (s *Server) listBots(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	bots, err := s.Store.Bots(r.Context(), cid)
 	if err != nil {
-		return s.storeError("bots", err)
+		return s.storeError(r, "bots", err)
 	}
 	writeOK(w, map[string]any{"bots": nonNil(bots)})
 	return nil
@@ -163,18 +185,19 @@ func (s *Server) createBot(w http.ResponseWriter, r *http.Request) *Error {
 	var body struct {
 		Name string `json:"name"`
 	}
-	if e := decodeJSON(r, &body); e != nil {
+	if e := decodeStrict(r, &body); e != nil {
 		return e
 	}
-	if strings.TrimSpace(body.Name) == "" {
-		return invalid("name is required")
+	name, e := checkName("name", body.Name)
+	if e != nil {
+		return e
 	}
 	if _, err := s.Store.Customer(r.Context(), cid); err != nil {
-		return s.storeError("customer", err)
+		return s.storeError(r, "customer", err)
 	}
-	nb, err := s.Auth.CreateBotFor(r.Context(), cid, strings.TrimSpace(body.Name))
+	nb, err := s.Auth.CreateBotFor(r.Context(), cid, name)
 	if err != nil {
-		return s.storeError("bot", err)
+		return s.storeError(r, "bot", err)
 	}
 	writeOK(w, nb)
 	return nil
@@ -186,15 +209,20 @@ func (s *Server) createBotByName(w http.ResponseWriter, r *http.Request) *Error 
 		Customer string `json:"customer"`
 		Name     string `json:"name"`
 	}
-	if e := decodeJSON(r, &body); e != nil {
+	if e := decodeStrict(r, &body); e != nil {
 		return e
 	}
-	if strings.TrimSpace(body.Customer) == "" || strings.TrimSpace(body.Name) == "" {
-		return invalid("customer and name are required")
+	customer, e := checkName("customer", body.Customer)
+	if e != nil {
+		return e
 	}
-	nb, err := s.Auth.CreateBot(r.Context(), body.Customer, body.Name)
+	name, e := checkName("name", body.Name)
+	if e != nil {
+		return e
+	}
+	nb, err := s.Auth.CreateBot(r.Context(), customer, name)
 	if err != nil {
-		return s.storeError("bot", err)
+		return s.storeError(r, "bot", err)
 	}
 	writeOK(w, nb)
 	return nil
@@ -207,7 +235,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	keys, err := s.Store.APIKeys(r.Context(), b.ID)
 	if err != nil {
-		return s.storeError("keys", err)
+		return s.storeError(r, "keys", err)
 	}
 	writeOK(w, map[string]any{"keys": keys})
 	return nil
@@ -220,7 +248,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	k, err := s.Auth.CreateKey(r.Context(), b.CustomerID, b.Key)
 	if err != nil {
-		return s.storeError("key", err)
+		return s.storeError(r, "key", err)
 	}
 	writeOK(w, k)
 	return nil
@@ -244,7 +272,7 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) *Error {
 		return e
 	}
 	if err := s.Auth.RevokeKey(r.Context(), b.CustomerID, b.Key, id); err != nil {
-		return s.storeError("key", err)
+		return s.storeError(r, "key", err)
 	}
 	writeOK(w, map[string]any{"id": id, "revoked": true})
 	return nil
@@ -261,7 +289,7 @@ func (s *Server) regenerateKey(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	k, err := s.Auth.RegenerateKey(r.Context(), b.CustomerID, b.Key, id)
 	if err != nil {
-		return s.storeError("key", err)
+		return s.storeError(r, "key", err)
 	}
 	writeOK(w, k)
 	return nil
@@ -274,20 +302,9 @@ func (s *Server) listFlows(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	fs, err := s.Store.Flows(r.Context(), b.ID)
 	if err != nil {
-		return s.storeError("flows", err)
+		return s.storeError(r, "flows", err)
 	}
 	writeOK(w, map[string]any{"flows": fs})
-	return nil
-}
-
-// flowError reports an invalid flow document with every problem found.
-func flowError(err error) *Error {
-	var verrs flow.ValidationErrors
-	if errors.As(err, &verrs) {
-		e := invalid("the flow is not valid: %s", verrs.Error())
-		e.Desc = "INVALID_FLOW"
-		return e
-	}
 	return nil
 }
 
@@ -308,14 +325,10 @@ func (s *Server) importFlow(w http.ResponseWriter, r *http.Request) *Error {
 	if e != nil {
 		return e
 	}
-	rec, err := catalog.ImportAs(r.Context(), s.Store, b.ID, doc, principalOf(r).Name())
-	if fe := flowError(err); fe != nil {
-		return fe
+	rec, e := s.publish(w, r, b, doc)
+	if e != nil || rec == nil {
+		return e
 	}
-	if err != nil {
-		return s.storeError("flow", err)
-	}
-	s.Engine.FlowChanged(b.ID, rec.Key)
 	writeOK(w, rec)
 	return nil
 }
@@ -327,7 +340,7 @@ func (s *Server) exportFlow(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	rec, err := s.Store.FlowByKey(r.Context(), b.ID, r.PathValue("flowKey"))
 	if err != nil {
-		return s.storeError("flow", err)
+		return s.storeError(r, "flow", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Flow-Version", strconv.Itoa(rec.Version))
@@ -340,11 +353,10 @@ func (s *Server) validateFlow(w http.ResponseWriter, r *http.Request) *Error {
 	if e != nil {
 		return e
 	}
-	_, err := flow.Parse(doc)
+	_, err := catalog.Validate(doc)
 	var verrs flow.ValidationErrors
 	if errors.As(err, &verrs) {
-		writeJSON(w, http.StatusBadRequest, map[string]any{
-			"status": Status{Code: CodeInvalidInput, Desc: "INVALID_FLOW", Details: verrs.Error()}, "errors": verrs})
+		writeInvalidFlow(w, verrs)
 		return nil
 	}
 	writeOK(w, map[string]any{"valid": true})
@@ -365,7 +377,7 @@ func (s *Server) sandboxMessage(w http.ResponseWriter, r *http.Request) *Error {
 		Payload string `json:"payload"`
 		Channel string `json:"channel"`
 	}
-	if e := decodeJSON(r, &body); e != nil {
+	if e := decodeStrict(r, &body); e != nil {
 		return e
 	}
 	num, err := phone.Parse(body.Phone)
@@ -375,9 +387,17 @@ func (s *Server) sandboxMessage(w http.ResponseWriter, r *http.Request) *Error {
 	if body.Text == "" && body.Payload == "" {
 		return invalid("text or payload is required")
 	}
-	ch := strings.ToLower(body.Channel)
+	for _, f := range []struct{ name, v string }{{"text", body.Text}, {"payload", body.Payload}} {
+		if n := sanitize.Len(f.v); n > sanitize.MaxText {
+			return invalid("%s is %d characters long; the limit is %d", f.name, n, sanitize.MaxText)
+		}
+	}
+	ch := strings.ToLower(strings.TrimSpace(body.Channel))
 	if ch == "" {
-		ch = "whatsapp"
+		ch = channel.WhatsApp
+	}
+	if !slices.Contains(registry.Channels(), ch) {
+		return invalid("channel %s is not one of Parley's channels: use %s", strconvQuote(body.Channel), strings.Join(registry.Channels(), " or "))
 	}
 	typ := "text"
 	if body.Payload != "" {
@@ -386,8 +406,7 @@ func (s *Server) sandboxMessage(w http.ResponseWriter, r *http.Request) *Error {
 	res, err := s.Engine.Inbound(r.Context(), engine.Inbound{BotID: b.ID, CustomerID: b.CustomerID, Channel: ch,
 		ChannelUserID: num.Digits, Phone: num.E164, Type: typ, Text: body.Text, Payload: body.Payload})
 	if err != nil {
-		s.log.Error("sandbox message", "err", err)
-		return internalError()
+		return s.failed(r, "sandbox message", err)
 	}
 	writeOK(w, res)
 	return nil

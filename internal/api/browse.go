@@ -97,7 +97,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) *Error {
 			return errorf(http.StatusNotFound, CodeNotFound, "FLOW_NOT_FOUND", "this bot has no flow with key %s", strconvQuote(key))
 		}
 		if err != nil {
-			return s.storeError("flow", err)
+			return s.storeError(r, "flow", err)
 		}
 		f.FlowID = rec.ID
 	}
@@ -119,7 +119,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	runs, err := s.Store.RunSummaries(r.Context(), f)
 	if err != nil {
-		return s.storeError("runs", err)
+		return s.storeError(r, "runs", err)
 	}
 	out := make([]runSummaryJSON, len(runs))
 	for i, x := range runs {
@@ -167,15 +167,15 @@ func (s *Server) adminRun(w http.ResponseWriter, r *http.Request) *Error {
 		return notFound("this bot has no run %s", strconvQuote(r.PathValue("runId")))
 	}
 	if err != nil {
-		return s.storeError("run", err)
+		return s.storeError(r, "run", err)
 	}
 	msgs, err := s.Store.RunMessages(ctx, v.RunID)
 	if err != nil {
-		return s.storeError("run messages", err)
+		return s.storeError(r, "run messages", err)
 	}
 	logs, err := s.Store.RunHTTPLogs(ctx, b.ID, v.RunID)
 	if err != nil {
-		return s.storeError("run http logs", err)
+		return s.storeError(r, "run http logs", err)
 	}
 	// Calls are logged in the order the run made them: hand each http step of the trace
 	// the next log of its node.
@@ -225,7 +225,7 @@ func (s *Server) adminUsers(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	users, err := s.Store.Users(r.Context(), f)
 	if err != nil {
-		return s.storeError("users", err)
+		return s.storeError(r, "users", err)
 	}
 	out := make([]userJSON, len(users))
 	for i, u := range users {
@@ -247,7 +247,7 @@ func (s *Server) adminUser(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	u, err := s.Store.UserByChannelID(r.Context(), b.ID, strings.TrimPrefix(r.PathValue("channelUserId"), "+"))
 	if err != nil {
-		return s.storeError("user", err)
+		return s.storeError(r, "user", err)
 	}
 	writeOK(w, toUserJSON(u))
 	return nil
@@ -269,7 +269,7 @@ func (s *Server) pathFlow(r *http.Request, b store.Bot) (store.FlowRecord, *Erro
 			"this bot has no flow with key %s", strconvQuote(r.PathValue("flowKey")))
 	}
 	if err != nil {
-		return store.FlowRecord{}, s.storeError("flow", err)
+		return store.FlowRecord{}, s.storeError(r, "flow", err)
 	}
 	return rec, nil
 }
@@ -285,7 +285,7 @@ func (s *Server) flowVersions(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	vs, err := s.Store.FlowVersions(r.Context(), rec.ID)
 	if err != nil {
-		return s.storeError("flow versions", err)
+		return s.storeError(r, "flow versions", err)
 	}
 	writeOK(w, map[string]any{"flow_key": rec.Key, "current_version": rec.Version, "versions": vs})
 	return nil
@@ -310,7 +310,7 @@ func (s *Server) flowVersion(w http.ResponseWriter, r *http.Request) *Error {
 		return notFound("flow %s has no version %d", rec.Key, n)
 	}
 	if err != nil {
-		return s.storeError("flow version", err)
+		return s.storeError(r, "flow version", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Flow-Version", strconv.Itoa(v.Version))

@@ -2,7 +2,9 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +24,7 @@ import (
 	"github.com/parleyhq/parley/internal/engine"
 	"github.com/parleyhq/parley/internal/msg"
 	"github.com/parleyhq/parley/internal/phone"
+	"github.com/parleyhq/parley/internal/sanitize"
 	"github.com/parleyhq/parley/internal/store"
 )
 
@@ -61,8 +64,7 @@ func (s *Server) webhook(h webhookHandler) http.HandlerFunc {
 			return
 		}
 		if err != nil {
-			s.log.Error("webhook: look up bot", "err", err)
-			writeError(w, internalError())
+			writeError(w, s.failed(r, "webhook: look up bot", err))
 			return
 		}
 		if e := h(w, r, bot); e != nil {
@@ -85,8 +87,7 @@ func writeText(w http.ResponseWriter, body string) {
 func (s *Server) whatsappVerify(w http.ResponseWriter, r *http.Request, bot store.Bot) *Error {
 	cfg, err := s.Channels.Get(r.Context(), bot.ID, channel.WhatsApp)
 	if err != nil {
-		s.log.Error("whatsapp webhook: settings", "bot", bot.Key, "err", err)
-		return internalError()
+		return s.failed(r, "whatsapp webhook: settings", err)
 	}
 	if cfg.Adapter != channel.AdapterWhatsApp || cfg.VerifyToken == "" {
 		return forbidden("this bot's whatsapp channel has no verify_token: set it with the WhatsApp adapter first")
@@ -161,7 +162,7 @@ func (s *Server) whatsappWebhook(w http.ResponseWriter, r *http.Request, bot sto
 		t := self
 		if len(b.PhoneNumberIDs) > 0 && b.PhoneNumberIDs[0] != cfg.PhoneNumberID {
 			if t, err = s.routeWhatsApp(ctx, routes, b.PhoneNumberIDs[0], body, sig); err != nil {
-				s.log.Error("whatsapp webhook: route by phone number id", "phone_number_id", b.PhoneNumberIDs[0], "err", err)
+				s.logFailure(ctx, "whatsapp webhook: route by phone number id", "phone_number_id", b.PhoneNumberIDs[0], "err", err)
 				res.failed++
 				continue
 			}
@@ -177,7 +178,7 @@ func (s *Server) whatsappWebhook(w http.ResponseWriter, r *http.Request, bot sto
 			s.deliveryStatus(ctx, *t, st, res)
 		}
 	}
-	return s.webhookDone(w, bot, res)
+	return s.webhookDone(w, r, bot, res)
 }
 
 // splitWhatsApp parses a notification one change at a time, so every message and status
@@ -253,6 +254,7 @@ func (s *Server) routeWhatsApp(ctx context.Context, cache map[string]*target, ph
 // inbound stores one message and acts on it through the engine. Messages the provider
 // could not render are stored with their reason and do nothing else.
 func (s *Server) inbound(ctx context.Context, t target, ch string, in channel.Inbound, res *webhookResult) {
+	in = storable(in)
 	cuid, e164 := in.From, ""
 	if in.From != "" {
 		if num, err := phone.Parse(in.From); err == nil {
@@ -275,7 +277,7 @@ func (s *Server) inbound(ctx context.Context, t target, ch string, in channel.In
 	if in.Unsupported != "" {
 		dup, err := s.storeUnsupported(ctx, t, ch, cuid, e164, in)
 		if err != nil {
-			s.log.Error("webhook: store unsupported message", "channel", ch, "provider_id", in.ProviderMessageID, "err", err)
+			s.logFailure(ctx, "webhook: store unsupported message", "channel", ch, "provider_id", in.ProviderMessageID, "err", err)
 			res.failed++
 			return
 		}
@@ -289,7 +291,7 @@ func (s *Server) inbound(ctx context.Context, t target, ch string, in channel.In
 		ChannelUserID: cuid, Phone: e164, Name: in.Name, Type: in.Type, Text: in.Text, Payload: in.Payload,
 		ProviderID: in.ProviderMessageID, Raw: in.Raw})
 	if err != nil {
-		s.log.Error("webhook: inbound message", "channel", ch, "provider_id", in.ProviderMessageID, "err", err)
+		s.logFailure(ctx, "webhook: inbound message", "channel", ch, "provider_id", in.ProviderMessageID, "err", err)
 		res.failed++
 		return
 	}
@@ -303,6 +305,43 @@ func (s *Server) inbound(ctx context.Context, t target, ch string, in channel.In
 	if out.Resumed != "" {
 		res.Resumed = append(res.Resumed, out.Resumed)
 	}
+}
+
+// storable makes a delivered message fit to store, since a provider's redelivery would
+// bring the same bytes again: NUL characters are dropped and invalid UTF-8 replaced in
+// every text, the text is cut to sanitize.MaxText characters and the name to an
+// attribute's limit (the raw message keeps all of it), and a message without a provider
+// id gets one derived from its content, so a redelivery is still recognised and not
+// stored twice.
+func storable(in channel.Inbound) channel.Inbound {
+	in.ProviderMessageID = sanitize.Clean(in.ProviderMessageID)
+	in.From, in.UserID = sanitize.Clean(in.From), sanitize.Clean(in.UserID)
+	in.Name = sanitize.Truncate(sanitize.Clean(in.Name), sanitize.MaxAttrValue)
+	in.Type = sanitize.Clean(in.Type)
+	in.Text = sanitize.Truncate(sanitize.Clean(in.Text), sanitize.MaxText)
+	in.Payload = sanitize.Clean(in.Payload)
+	in.Unsupported = sanitize.Clean(in.Unsupported)
+	in.Raw = sanitize.CleanBytes(in.Raw)
+	if strings.TrimSpace(in.ProviderMessageID) == "" {
+		in.ProviderMessageID = derivedID(in)
+	}
+	return in
+}
+
+// derivedIDPrefix marks provider ids Parley made up for messages delivered without one.
+const derivedIDPrefix = "parley-sha256:"
+
+// derivedID names a message that came without a provider id by a hash of what the
+// provider sent for it (its raw JSON, which holds the sender and the timestamp), so
+// every redelivery of it gets the same id.
+func derivedID(in channel.Inbound) string {
+	h := sha256.New()
+	if len(in.Raw) > 0 {
+		h.Write(in.Raw)
+	} else {
+		fmt.Fprintf(h, "%s\x00%s\x00%d\x00%s\x00%s\x00%s", in.From, in.UserID, in.Timestamp.UnixNano(), in.Type, in.Text, in.Payload)
+	}
+	return derivedIDPrefix + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // storeUnsupported records a message Parley cannot act on, with the reason, in the
@@ -355,11 +394,12 @@ func (s *Server) deliveryStatus(ctx context.Context, t target, st channel.Status
 	}
 	errText := ""
 	if st.Status == store.MsgFailed {
-		errText = describeStatusError(st)
+		errText = sanitize.Clean(describeStatusError(st))
 	}
+	st.ProviderMessageID = sanitize.Clean(st.ProviderMessageID)
 	found, err := s.Store.ApplyDeliveryStatus(ctx, t.botID, st.ProviderMessageID, st.Status, errText)
 	if err != nil {
-		s.log.Error("webhook: delivery status", "provider_id", st.ProviderMessageID, "err", err)
+		s.logFailure(ctx, "webhook: delivery status", "provider_id", st.ProviderMessageID, "err", err)
 		res.failed++
 		return
 	}
@@ -381,8 +421,12 @@ func describeStatusError(st channel.Status) string {
 }
 
 // webhookDone answers a processed delivery: 200, or 500 when something failed to be
-// stored so the provider delivers it again.
-func (s *Server) webhookDone(w http.ResponseWriter, bot store.Bot, res *webhookResult) *Error {
+// stored so the provider delivers it again (499 when the provider hung up first: it
+// delivers again anyway).
+func (s *Server) webhookDone(w http.ResponseWriter, r *http.Request, bot store.Bot, res *webhookResult) *Error {
+	if res.failed > 0 && r.Context().Err() != nil {
+		return clientClosed()
+	}
 	if res.failed > 0 {
 		s.log.Error("webhook: events not stored; asking the provider to redeliver", "bot", bot.Key, "failed", res.failed)
 		return errorf(http.StatusInternalServerError, CodeInternal, "INTERNAL_ERROR",
@@ -402,8 +446,7 @@ func (s *Server) webhookSetup(r *http.Request, bot store.Bot, ch, secretName, he
 	}
 	cfg, err := s.Channels.Get(r.Context(), bot.ID, ch)
 	if err != nil {
-		s.log.Error(ch+" webhook: settings", "bot", bot.Key, "err", err)
-		return nil, channel.Config{}, internalError()
+		return nil, channel.Config{}, s.failed(r, ch+" webhook: settings", err)
 	}
 	if cfg.Adapter != ch || secret(cfg) == "" {
 		return nil, channel.Config{}, unauthorized("this bot's " + ch + " channel has no " + secretName + " to verify " + header + " with")
@@ -447,7 +490,7 @@ func (s *Server) rcsWebhook(w http.ResponseWriter, r *http.Request, bot store.Bo
 	default:
 		res.Ignored++ // IS_TYPING and other events that change nothing
 	}
-	return s.webhookDone(w, bot, res)
+	return s.webhookDone(w, r, bot, res)
 }
 
 // checkRBMEnvelope refuses bodies that are not an RBM webhook at all (400), before the
@@ -535,12 +578,12 @@ func (s *Server) sendTemplate(w http.ResponseWriter, r *http.Request, p auth.Pri
 	ctx := r.Context()
 	sender, err := s.Channels.Sender(ctx, p.BotID, channel.WhatsApp)
 	if err != nil {
-		return s.sendError(w, err)
+		return s.sendError(w, r, err)
 	}
 	content := msg.Content{Template: t}
 	sent, err := sender.Send(ctx, channel.Recipient{Phone: num.E164, ChannelUserID: num.Digits}, content, uuid.NewString())
 	if err != nil {
-		return s.sendError(w, err)
+		return s.sendError(w, r, err)
 	}
 	status := sent.Status
 	if status == "" {
@@ -591,11 +634,10 @@ func (s *Server) recordTemplate(ctx context.Context, p auth.Principal, num phone
 // sendError maps a send failure onto the envelope: the provider's rate limit is 429
 // (with Retry-After when it gave one), an outage 503, any other refusal 400 with the
 // provider's reason. Errors that are not the channel's are logged as 500s.
-func (s *Server) sendError(w http.ResponseWriter, err error) *Error {
+func (s *Server) sendError(w http.ResponseWriter, r *http.Request, err error) *Error {
 	var ce *channel.Error
 	if !errors.As(err, &ce) {
-		s.log.Error("template api: send", "err", err)
-		return internalError()
+		return s.failed(r, "template api: send", err)
 	}
 	switch ce.Kind {
 	case channel.KindRateLimited:
@@ -640,7 +682,7 @@ func (s *Server) listChannels(w http.ResponseWriter, r *http.Request) *Error {
 	for _, ch := range registry.Channels() {
 		cfg, err := s.Channels.Get(r.Context(), b.ID, ch)
 		if err != nil {
-			return s.storeError("channel settings", err)
+			return s.storeError(r, "channel settings", err)
 		}
 		out = append(out, registry.NewView(b.Key, ch, cfg))
 	}
@@ -662,7 +704,7 @@ func (s *Server) getChannel(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	cfg, err := s.Channels.Get(r.Context(), b.ID, ch)
 	if err != nil {
-		return s.storeError("channel settings", err)
+		return s.storeError(r, "channel settings", err)
 	}
 	writeOK(w, registry.NewView(b.Key, ch, cfg))
 	return nil
@@ -700,14 +742,8 @@ func (s *Server) putChannel(w http.ResponseWriter, r *http.Request) *Error {
 		return e
 	}
 	var in channelInput
-	dec := json.NewDecoder(r.Body)
-	dec.UseNumber()
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		return bodyError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return invalid("the body holds more than one JSON value")
+	if e := decodeStrict(r, &in); e != nil {
+		return e
 	}
 	cfg := channel.Config{Adapter: in.Adapter, BaseURL: in.BaseURL, PhoneNumberID: in.PhoneNumberID, Token: in.Token,
 		AppSecret: in.AppSecret, VerifyToken: in.VerifyToken, AgentID: in.AgentID, ClientToken: in.ClientToken, APIVersion: in.APIVersion}
@@ -731,18 +767,18 @@ func (s *Server) putChannel(w http.ResponseWriter, r *http.Request) *Error {
 	ctx := r.Context()
 	prev, err := s.Channels.Get(ctx, b.ID, ch)
 	if err != nil {
-		return s.storeError("channel settings", err)
+		return s.storeError(r, "channel settings", err)
 	}
 	cfg = registry.KeepSecrets(prev, registry.Normalize(cfg))
 	if err := s.Channels.Set(ctx, b.ID, ch, cfg); err != nil {
 		if errors.Is(err, registry.ErrInvalidConfig) {
 			return invalid("%s", err.Error())
 		}
-		return s.storeError("channel settings", err)
+		return s.storeError(r, "channel settings", err)
 	}
 	saved, err := s.Channels.Get(ctx, b.ID, ch)
 	if err != nil {
-		return s.storeError("channel settings", err)
+		return s.storeError(r, "channel settings", err)
 	}
 	s.log.Info("channel settings changed", "bot", b.Key, "channel", ch, "adapter", saved.Adapter)
 	writeOK(w, registry.NewView(b.Key, ch, saved))

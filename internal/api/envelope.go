@@ -4,12 +4,16 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/parleyhq/parley/internal/sanitize"
 )
 
 // Status codes of the envelope. 1000–1004 are the vendor's; the rest are Parley's, one
@@ -29,7 +33,10 @@ const (
 	CodeConflict             = 1011
 	CodeMessageNotSent       = 1012
 	CodeUnavailable          = 1013
-	CodeInternal             = 1500
+	// CodeClientClosed goes with HTTP 499 when the client went away before the answer:
+	// nobody receives it, but logs and metrics tell it apart from a failure of Parley's.
+	CodeClientClosed = 1499
+	CodeInternal     = 1500
 )
 
 // Status is the envelope's status member.
@@ -79,6 +86,20 @@ func forbidden(details string) *Error {
 	return errorf(http.StatusForbidden, CodeForbidden, "FORBIDDEN", "%s", details)
 }
 
+func methodNotAllowed(method, path, allow string) *Error {
+	return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "METHOD_NOT_ALLOWED",
+		"%s is not allowed on %s; allowed: %s", method, path, allow)
+}
+
+// StatusClientClosedRequest is the status logged for a request whose client went away
+// before the answer (nginx's 499).
+const StatusClientClosedRequest = 499
+
+func clientClosed() *Error {
+	return errorf(StatusClientClosedRequest, CodeClientClosed, "CLIENT_CLOSED_REQUEST",
+		"the client closed the connection before the answer")
+}
+
 func internalError() *Error {
 	return errorf(http.StatusInternalServerError, CodeInternal, "INTERNAL_ERROR",
 		"Something went wrong on our side; the request was logged")
@@ -106,11 +127,35 @@ func writeError(w http.ResponseWriter, e *Error) {
 // maxBody is the largest request body the API reads.
 const maxBody = 1 << 20
 
-// decodeJSON reads a JSON object body into v, refusing garbage, trailing data and bodies
-// over the limit with errors fit for the envelope.
-func decodeJSON(r *http.Request, v any) *Error {
-	dec := json.NewDecoder(r.Body)
+// decodeJSON reads a JSON object body into v, refusing garbage, trailing data, bodies
+// over the limit, and text the database cannot store, with errors fit for the envelope.
+// Unknown fields are ignored, as the vendor's API does.
+func decodeJSON(r *http.Request, v any) *Error { return decodeBody(r, v, false) }
+
+// decodeStrict is decodeJSON refusing unknown fields, so a misspelt setting is reported
+// rather than silently dropped (every admin body).
+func decodeStrict(r *http.Request, v any) *Error { return decodeBody(r, v, true) }
+
+func decodeBody(r *http.Request, v any, strict bool) *Error {
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		return bodyError(err)
+	}
+	return decodeBytes(raw, v, strict)
+}
+
+// decodeBytes decodes one JSON value from raw into v. The body must be UTF-8 (JSON's
+// encoding: encoding/json would silently replace bad bytes), and no string in it, names
+// included, may hold a NUL character.
+func decodeBytes(raw []byte, v any, strict bool) *Error {
+	if !utf8.Valid(raw) {
+		return invalid("the body is not valid UTF-8 (at byte %d)", invalidUTF8At(raw))
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		return bodyError(err)
 	}
@@ -119,26 +164,31 @@ func decodeJSON(r *http.Request, v any) *Error {
 			return bodyError(err)
 		}
 		return invalid("the body holds more than one JSON value")
+	}
+	return textError(v)
+}
+
+// textError refuses the first string in a decoded body that cannot be stored, naming
+// its field.
+func textError(v any) *Error {
+	if path, err := sanitize.Find(v); err != nil {
+		if path == "" {
+			path = "the body"
+		}
+		return invalid("%s %v", path, err)
 	}
 	return nil
 }
 
-// decodeStrict is decodeJSON refusing members v does not have, so a misspelt field is an
-// error rather than a silently ignored one.
-func decodeStrict(r *http.Request, v any) *Error {
-	dec := json.NewDecoder(r.Body)
-	dec.UseNumber()
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return bodyError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if err != nil {
-			return bodyError(err)
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
 		}
-		return invalid("the body holds more than one JSON value")
+		i += n
 	}
-	return nil
+	return len(b)
 }
 
 func bodyError(err error) *Error {

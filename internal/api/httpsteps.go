@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -49,7 +48,7 @@ func (s *Server) pathStep(r *http.Request) (httpstep.Step, *Error) {
 	case errors.Is(err, httpstep.ErrNotHTTPNode):
 		return httpstep.Step{}, invalid("%s: only http nodes have tests, logs and alerts", err.Error())
 	}
-	return httpstep.Step{}, s.storeError("http step", err)
+	return httpstep.Step{}, s.storeError(r, "http step", err)
 }
 
 // httpStepTest makes one call of the node: {"attributes": {"name": value, ...}}, the
@@ -68,14 +67,9 @@ func (s *Server) httpStepTest(w http.ResponseWriter, r *http.Request) *Error {
 		Attributes map[string]any `json:"attributes"`
 	}
 	if len(bytes.TrimSpace(raw)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.UseNumber()
-		dec.DisallowUnknownFields() // {"attrs": ...} would otherwise test with no attributes
-		if err := dec.Decode(&body); err != nil {
-			return bodyError(err)
-		}
-		if dec.More() {
-			return invalid("the body holds more than one JSON value")
+		// Strict: {"attrs": ...} would otherwise test with no attributes.
+		if e := decodeBytes(raw, &body, true); e != nil {
+			return e
 		}
 	}
 	attrs := make(map[string]string, len(body.Attributes))
@@ -90,7 +84,7 @@ func (s *Server) httpStepTest(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	res, err := s.HTTPSteps.Test(r.Context(), st, attrs)
 	if err != nil {
-		return s.storeError("http step test", err)
+		return s.storeError(r, "http step test", err)
 	}
 	writeOK(w, res)
 	return nil
@@ -103,7 +97,7 @@ func (s *Server) httpStepState(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	state, err := s.HTTPSteps.State(r.Context(), st)
 	if err != nil {
-		return s.storeError("http step", err)
+		return s.storeError(r, "http step", err)
 	}
 	writeOK(w, state)
 	return nil
@@ -118,11 +112,11 @@ func (s *Server) httpStepLogs(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	logs, err := s.HTTPSteps.Logs(r.Context(), st)
 	if err != nil {
-		return s.storeError("http step logs", err)
+		return s.storeError(r, "http step logs", err)
 	}
 	state, err := s.HTTPSteps.State(r.Context(), st)
 	if err != nil {
-		return s.storeError("http step", err)
+		return s.storeError(r, "http step", err)
 	}
 	writeOK(w, map[string]any{"logs": logs, "structure_changed": state.StructureChanged, "message": state.Message})
 	return nil
@@ -142,7 +136,7 @@ func (s *Server) httpStepLog(w http.ResponseWriter, r *http.Request) *Error {
 		return notFound("node %q has no log %d (only its last %d calls are kept)", st.Node.ID, id, store.HTTPStepLogsKept)
 	}
 	if err != nil {
-		return s.storeError("http step log", err)
+		return s.storeError(r, "http step log", err)
 	}
 	writeOK(w, l)
 	return nil
@@ -155,7 +149,7 @@ func (s *Server) httpStepRemap(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	state, err := s.HTTPSteps.Remap(r.Context(), st)
 	if err != nil {
-		return s.storeError("http step", err)
+		return s.storeError(r, "http step", err)
 	}
 	writeOK(w, state)
 	return nil
@@ -168,7 +162,7 @@ func (s *Server) httpStepResetMail(w http.ResponseWriter, r *http.Request) *Erro
 	}
 	state, err := s.HTTPSteps.ResetMailTimeout(r.Context(), st)
 	if err != nil {
-		return s.storeError("http step", err)
+		return s.storeError(r, "http step", err)
 	}
 	writeOK(w, state)
 	return nil

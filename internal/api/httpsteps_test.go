@@ -190,12 +190,13 @@ func TestHTTPStepEndpointErrors(t *testing.T) {
 			{"attributes not an object", "POST", node + "/test", `{"attributes": [1]}`, 400, api.CodeInvalidInput, "INVALID_INPUT"},
 			{"nested attribute", "POST", node + "/test", `{"attributes": {"a": {"b": 1}}}`, 400, api.CodeInvalidInput, "INVALID_INPUT"},
 			{"bad attribute name", "POST", node + "/test", `{"attributes": {"a b": "1"}}`, 400, api.CodeInvalidInput, "INVALID_INPUT"},
+			{"attribute with NUL", "POST", node + "/test", `{"attributes": {"a": "x\u0000"}}`, 400, api.CodeInvalidInput, "INVALID_INPUT"},
 			{"two values", "POST", node + "/test", `{} {}`, 400, api.CodeInvalidInput, "INVALID_INPUT"},
 			{"log id not a number", "GET", node + "/logs/abc", nil, 400, api.CodeInvalidInput, "INVALID_INPUT"},
 			{"log id zero", "GET", node + "/logs/0", nil, 400, api.CodeInvalidInput, "INVALID_INPUT"},
 			{"no such log", "GET", node + "/logs/99", nil, 404, api.CodeNotFound, "NOT_FOUND"},
 			{"huge log id", "GET", node + "/logs/99999999999999999999", nil, 400, api.CodeInvalidInput, "INVALID_INPUT"},
-			{"wrong method", "DELETE", node + "/remap", nil, 404, api.CodeNotFound, "NOT_FOUND"},
+			{"wrong method", "DELETE", node + "/remap", nil, 405, api.CodeMethodNotAllowed, "METHOD_NOT_ALLOWED"},
 			{"unknown action", "POST", node + "/frobnicate", nil, 404, api.CodeNotFound, "NOT_FOUND"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parleyhq/parley/internal/phone"
 )
 
 // httpMetrics counts requests and their latency per route pattern.
@@ -22,7 +24,7 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	m := &httpMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_http_requests_total",
-			Help: "HTTP requests served, by route pattern, method and status code.",
+			Help: "HTTP requests served, by route pattern, method (GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS or other) and status code.",
 		}, []string{"route", "method", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "parley_http_request_duration_seconds",
@@ -81,7 +83,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 				route = "unmatched"
 			}
 			elapsed := time.Since(start)
-			s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
+			s.metrics.requests.WithLabelValues(route, metricMethod(r.Method), strconv.Itoa(rec.status)).Inc()
 			s.metrics.latency.WithLabelValues(route).Observe(elapsed.Seconds())
 			level := slog.LevelInfo
 			if rec.status >= 500 {
@@ -89,8 +91,8 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			}
 			if s.log.Enabled(r.Context(), level) {
 				s.log.LogAttrs(r.Context(), level, "request",
-					slog.String("method", r.Method),
-					slog.String("path", r.URL.Path),
+					slog.String("method", logMethod(r.Method)),
+					slog.String("path", logPath(r)),
 					slog.String("query", redactQuery(r.URL.RawQuery)),
 					slog.String("route", route),
 					slog.Int("status", rec.status),
@@ -102,7 +104,46 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 	})
 }
 
-// redactQuery hides credentials that integrations put in query strings.
+// metricMethod bounds the method label: anyone can send any method, and every new
+// label value is a new time series kept for good.
+func metricMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodHead, http.MethodOptions:
+		return m
+	}
+	return "other"
+}
+
+// logMethod keeps an odd method readable in the log (and short).
+func logMethod(m string) string {
+	if metricMethod(m) != "other" {
+		return m
+	}
+	return strconvQuote(m)
+}
+
+// logPath is the request path for the log line, with the channel user id (a phone
+// number) masked.
+func logPath(r *http.Request) string {
+	p := r.URL.Path
+	if r.Pattern == "" || !strings.Contains(r.Pattern, "{channelUserId}") {
+		return p
+	}
+	if id := r.PathValue("channelUserId"); id != "" {
+		p = strings.Replace(p, "/"+id+"/", "/"+phone.Mask(id)+"/", 1)
+	}
+	return p
+}
+
+// loggedQueryParams are the query parameters whose values are logged as they are;
+// phone numbers are masked, and every other value (credentials, trigger attributes,
+// attribute_value) is replaced by REDACTED, since it may be personal data or a secret.
+var loggedQueryParams = map[string]bool{
+	"wait": true, "wait_ms": true, "page_number": true, "page_size": true, "start_date": true, "end_date": true,
+	"attribute_name": true, "user.channel": true, "user_channel": true, "hub.mode": true,
+}
+
+// redactQuery is the query string for the log line (see loggedQueryParams).
 func redactQuery(raw string) string {
 	if raw == "" {
 		return ""
@@ -111,9 +152,14 @@ func redactQuery(raw string) string {
 	if err != nil {
 		return "[unparsable query]"
 	}
-	for k := range q {
-		lk := strings.ToLower(k)
-		if lk == "authorization" || strings.Contains(lk, "token") || strings.Contains(lk, "key") || strings.Contains(lk, "secret") {
+	for k, vs := range q {
+		switch lk := strings.ToLower(k); {
+		case loggedQueryParams[lk]:
+		case lk == "user.phone_no" || lk == "user_phone_no":
+			for i, v := range vs {
+				vs[i] = phone.Mask(v)
+			}
+		default:
 			q[k] = []string{"REDACTED"}
 		}
 	}

@@ -3,6 +3,8 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,15 +16,19 @@ import (
 	"github.com/parleyhq/parley/internal/engine"
 	"github.com/parleyhq/parley/internal/flow"
 	"github.com/parleyhq/parley/internal/phone"
+	"github.com/parleyhq/parley/internal/sanitize"
 	"github.com/parleyhq/parley/internal/store"
 )
 
 // Limits on what a trigger may carry.
 const (
-	maxTriggerAttrs    = 100
-	maxAttrValueLength = 4096
-	maxWait            = 60 * time.Second
-	defaultWait        = 30 * time.Second
+	maxTriggerAttrs = 100
+	maxWait         = 60 * time.Second
+	defaultWait     = 30 * time.Second
+	// maxIdempotencyKey bounds an Idempotency-Key (or operationid), in characters.
+	maxIdempotencyKey = 200
+	// maxPageNumber keeps (page_number-1)*page_size far from overflowing.
+	maxPageNumber = math.MaxInt32
 )
 
 // triggerInput is a trigger after decoding, before validation.
@@ -35,6 +41,11 @@ type triggerInput struct {
 // triggerV1 starts a flow from query parameters; a body, which real integrations send
 // anyway, is ignored.
 func (s *Server) triggerV1(w http.ResponseWriter, r *http.Request, p auth.Principal) *Error {
+	// Read the ignored body all the same: until the body is read, the server cannot
+	// notice a client that hangs up while the trigger waits.
+	if _, err := io.Copy(io.Discard, r.Body); err != nil {
+		return bodyError(err)
+	}
 	in := triggerInput{attrs: map[string]string{}}
 	for name, vals := range r.URL.Query() {
 		v := vals[len(vals)-1]
@@ -102,8 +113,11 @@ func addAttr(attrs map[string]string, name, v string) *Error {
 	if !flow.ValidAttributeName(name) {
 		return invalid("%q is not a valid attribute name: use letters, digits, _, - and . (at most 100)", name)
 	}
-	if len(v) > maxAttrValueLength {
-		return invalid("attribute %q is longer than %d characters", name, maxAttrValueLength)
+	if err := sanitize.Check(v); err != nil {
+		return invalid("attribute %q %v", name, err)
+	}
+	if sanitize.Len(v) > sanitize.MaxAttrValue {
+		return invalid("attribute %q is longer than %d characters", name, sanitize.MaxAttrValue)
 	}
 	if len(attrs) >= maxTriggerAttrs {
 		return invalid("more than %d attributes", maxTriggerAttrs)
@@ -134,11 +148,14 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request, p auth.Principa
 	}
 	in.attrs["user.channel"], in.attrs["user.phone_no"] = ch, num.E164
 	idem := strings.TrimSpace(r.Header.Get("Idempotency-Key"))
+	if err := sanitize.Check(idem); err != nil {
+		return invalid("the Idempotency-Key header %v", err)
+	}
 	if idem == "" {
 		idem = strings.TrimSpace(in.attrs["operationid"])
 	}
-	if len(idem) > 200 {
-		return invalid("the idempotency key is longer than 200 characters")
+	if sanitize.Len(idem) > maxIdempotencyKey {
+		return invalid("the idempotency key is longer than %d characters", maxIdempotencyKey)
 	}
 	v, err := s.Engine.Trigger(r.Context(), engine.TriggerRequest{
 		BotID: p.BotID, CustomerID: p.CustomerID, FlowKey: r.PathValue("flowKey"), Channel: ch,
@@ -148,8 +165,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request, p auth.Principa
 		return errorf(http.StatusNotFound, CodeNotFound, "FLOW_NOT_FOUND", "this bot has no flow with key %q", r.PathValue("flowKey"))
 	}
 	if err != nil {
-		s.log.Error("trigger", "err", err)
-		return internalError()
+		return s.failed(r, "trigger", err)
 	}
 	writeOK(w, v)
 	return nil
@@ -179,8 +195,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, p auth.Principal
 		return notFound("this bot has no run %q", r.PathValue("runId"))
 	}
 	if err != nil {
-		s.log.Error("read run", "err", err)
-		return internalError()
+		return s.failed(r, "read run", err)
 	}
 	writeOK(w, v)
 	return nil
@@ -213,9 +228,9 @@ func page(q url.Values, defSize, maxSize int) (number, size int, e *Error) {
 	number, size = 1, defSize
 	if v := q.Get("page_number"); v != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || n < 1 {
+		if err != nil || n < 1 || n > maxPageNumber {
 			return 0, 0, errorf(http.StatusBadRequest, CodeInvalidPage, "INVALID_PAGE_NUMBER",
-				"Please enter the correct page number. The page number in the API is a positive integer value starting with 1.")
+				"Please enter the correct page number. The page number in the API is a positive integer value starting with 1 (at most %d).", maxPageNumber)
 		}
 		number = n
 	}
@@ -244,8 +259,7 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, p auth.Princi
 	}
 	users, total, err := s.Store.UsersByAttribute(r.Context(), p.BotID, name, value, size, (number-1)*size)
 	if err != nil {
-		s.log.Error("list users", "err", err)
-		return internalError()
+		return s.failed(r, "list users", err)
 	}
 	out := make([]userJSON, len(users))
 	for i, u := range users {
@@ -321,13 +335,11 @@ func (s *Server) serveConversations(w http.ResponseWriter, r *http.Request, botI
 		return badBotOrCustomer()
 	}
 	if err != nil {
-		s.log.Error("conversations: user", "err", err)
-		return internalError()
+		return s.failed(r, "conversations: user", err)
 	}
 	msgs, total, err := s.Store.Conversation(r.Context(), u.ID, from, to, size, (number-1)*size)
 	if err != nil {
-		s.log.Error("conversations", "err", err)
-		return internalError()
+		return s.failed(r, "conversations", err)
 	}
 	out := make([]messageJSON, len(msgs))
 	for i, m := range msgs {

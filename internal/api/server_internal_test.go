@@ -2,9 +2,11 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -35,9 +37,12 @@ func TestPanicIsAnEnvelope500(t *testing.T) {
 func TestRedactQuery(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"", ""},
-		{"authorization=Basic%20abc&user.phone_no=1", "authorization=REDACTED&user.phone_no=1"},
-		{"hub.verify_token=s3cret&hub.challenge=1", "hub.challenge=1&hub.verify_token=REDACTED"},
-		{"api_key=1&x=2", "api_key=REDACTED&x=2"},
+		{"authorization=Basic%20abc&user.phone_no=%2B919876543210", "authorization=REDACTED&user.phone_no=%2B%2A%2A%2A%2A%2A%2A%2A%2A3210"},
+		{"user_phone_no=919876543210&wait=true", "user_phone_no=%2A%2A%2A%2A%2A%2A%2A%2A3210&wait=true"},
+		{"hub.verify_token=s3cret&hub.challenge=1&hub.mode=subscribe", "hub.challenge=REDACTED&hub.mode=subscribe&hub.verify_token=REDACTED"},
+		{"api_key=1&x=2", "api_key=REDACTED&x=REDACTED"},
+		// Attribute values (trigger v1, users?attribute_value=) are personal data.
+		{"attribute_name=email&attribute_value=a%40b.c&page_number=2", "attribute_name=email&attribute_value=REDACTED&page_number=2"},
 		{"%zz", "[unparsable query]"},
 	}
 	for _, tt := range tests {
@@ -71,6 +76,86 @@ func TestMetricsCountRoutes(t *testing.T) {
 	} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// TestMetricMethodsAreBounded: requests with made-up methods, which anyone can send,
+// are counted under method="other" and add no label values of their own.
+func TestMetricMethodsAreBounded(t *testing.T) {
+	s := New(Deps{})
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	for i := range 50 {
+		req, _ := http.NewRequest(fmt.Sprintf("BREW%d", i), srv.URL+"/healthz", nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusMethodNotAllowed {
+			t.Fatalf("BREW%d /healthz: HTTP %d, want 405", i, res.StatusCode)
+		}
+	}
+	for _, m := range []string{"GET", "delete"} {
+		req, _ := http.NewRequest(m, srv.URL+"/healthz", nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+	}
+	res, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	metrics := string(b)
+	for _, want := range []string{
+		`parley_http_requests_total{code="405",method="other",route="unmatched"} 51`,
+		`parley_http_requests_total{code="200",method="GET",route="GET /healthz"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(metrics, "BREW") || strings.Contains(metrics, `"delete"`) {
+		t.Errorf("a made-up method became a label:\n%s", metrics)
+	}
+}
+
+// TestMethodNotAllowedOnEveryRoute: every documented path answers another method with
+// 405/1010 in the envelope and an Allow header naming its methods.
+func TestMethodNotAllowedOnEveryRoute(t *testing.T) {
+	var doc struct {
+		Paths map[string]map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Deps{AdminToken: "x"}))
+	defer srv.Close()
+	param := regexp.MustCompile(`\{[^}]+\}`)
+	for path, ops := range doc.Paths {
+		concrete := param.ReplaceAllString(path, "1")
+		req, _ := http.NewRequest("TRACE", srv.URL+concrete, nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body envelope
+		_ = json.NewDecoder(res.Body).Decode(&body)
+		res.Body.Close()
+		allow := res.Header.Get("Allow")
+		if res.StatusCode != http.StatusMethodNotAllowed || body.Status.Code != CodeMethodNotAllowed {
+			t.Errorf("TRACE %s: HTTP %d %+v, want 405/1010", path, res.StatusCode, body.Status)
+			continue
+		}
+		for m := range ops {
+			if !strings.Contains(allow, strings.ToUpper(m)) {
+				t.Errorf("TRACE %s: Allow %q lacks %s", path, allow, strings.ToUpper(m))
+			}
 		}
 	}
 }

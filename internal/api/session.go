@@ -110,8 +110,7 @@ func (s *Server) session(r *http.Request) (console.Session, *Error) {
 		return console.Session{}, unauthorized("the console session has ended; sign in again")
 	}
 	if err != nil {
-		s.log.Error("console session", "err", err)
-		return console.Session{}, internalError()
+		return console.Session{}, s.failed(r, "console session", err)
 	}
 	return sess, nil
 }
@@ -199,8 +198,7 @@ func (s *Server) serveSignIn(w http.ResponseWriter, r *http.Request) *Error {
 		}
 		return unauthorized("wrong email or password")
 	case err != nil:
-		s.log.Error("console sign-in", "err", err)
-		return internalError()
+		return s.failed(r, "console sign-in", err)
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: sess.Token, Path: "/", HttpOnly: true,
 		Secure: servedOverTLS(r), SameSite: http.SameSiteLaxMode})
@@ -227,8 +225,7 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.Console.SignOut(r.Context(), sess.Token); err != nil {
-		s.log.Error("console sign-out", "err", err)
-		writeError(w, internalError())
+		writeError(w, s.failed(r, "console sign-out", err))
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
@@ -252,7 +249,7 @@ func clientAddr(r *http.Request) string {
 }
 
 // accountError maps the console's account errors onto the envelope.
-func (s *Server) accountError(err error) *Error {
+func (s *Server) accountError(r *http.Request, err error) *Error {
 	switch {
 	case errors.Is(err, console.ErrInvalidAccount):
 		return invalid("%s", err.Error())
@@ -261,14 +258,13 @@ func (s *Server) accountError(err error) *Error {
 	case errors.Is(err, console.ErrUserNotFound):
 		return notFound("%s", err.Error())
 	}
-	s.log.Error("console account", "err", err)
-	return internalError()
+	return s.failed(r, "console account", err)
 }
 
 func (s *Server) listConsoleUsers(w http.ResponseWriter, r *http.Request) *Error {
 	us, err := s.Console.Users(r.Context())
 	if err != nil {
-		return s.accountError(err)
+		return s.accountError(r, err)
 	}
 	writeOK(w, map[string]any{"users": us})
 	return nil
@@ -285,7 +281,7 @@ func (s *Server) createConsoleUser(w http.ResponseWriter, r *http.Request) *Erro
 	}
 	u, err := s.Console.CreateUser(r.Context(), body.Email, body.Password, body.CustomerID)
 	if err != nil {
-		return s.accountError(err)
+		return s.accountError(r, err)
 	}
 	writeOK(w, u)
 	return nil
@@ -305,7 +301,7 @@ func (s *Server) deleteConsoleUser(w http.ResponseWriter, r *http.Request) *Erro
 		return e
 	}
 	if err := s.Console.DeleteUser(r.Context(), id); err != nil {
-		return s.accountError(err)
+		return s.accountError(r, err)
 	}
 	writeOK(w, map[string]any{"id": id, "deleted": true})
 	return nil
@@ -327,11 +323,11 @@ func (s *Server) setConsolePassword(w http.ResponseWriter, r *http.Request) *Err
 		return e
 	}
 	if err := s.Console.SetPassword(r.Context(), id, body.Password); err != nil {
-		return s.accountError(err)
+		return s.accountError(r, err)
 	}
 	u, err := s.Console.UserByID(r.Context(), id)
 	if err != nil {
-		return s.accountError(err)
+		return s.accountError(r, err)
 	}
 	writeOK(w, u)
 	return nil

@@ -283,6 +283,6 @@ func TestUsersErrors(t *testing.T) {
 func TestUnknownRoute(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		wantStatus(t, e.do("GET", "/nope", "", nil), 404, api.CodeNotFound)
-		wantStatus(t, e.do("DELETE", botPath("v1.0", e.a)+"/users", e.a.APIKey, nil), 404, api.CodeNotFound)
+		wantStatus(t, e.do("DELETE", botPath("v1.0", e.a)+"/users", e.a.APIKey, nil), 405, api.CodeMethodNotAllowed)
 	})
 }

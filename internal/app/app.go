@@ -51,20 +51,27 @@ type Config struct {
 	HTTPAllow []string
 	// SMTPURL is the server that sends http steps' alert mail; empty sends none.
 	SMTPURL string
+	// MetricsAddr, when set, serves /metrics on a listener of its own at this address
+	// (e.g. one only the monitoring network reaches), and the API's listener no longer
+	// serves it.
+	MetricsAddr string
 }
 
 // Server is a running Parley.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	st     *store.Store
-	q      *queue.Queue
-	eng    *engine.Engine
-	steps  *httpstep.Service
-	api    *api.Server
-	http   *http.Server
-	ln     net.Listener
-	closed bool
+	cfg   Config
+	log   *slog.Logger
+	st    *store.Store
+	q     *queue.Queue
+	eng   *engine.Engine
+	steps *httpstep.Service
+	api   *api.Server
+	http  *http.Server
+	ln    net.Listener
+	// metrics serves /metrics on MetricsAddr (nil when it is not set).
+	metrics   *http.Server
+	metricsLn net.Listener
+	closed    bool
 }
 
 // Open builds a server: opens and migrates the database, prepares the engine, the job
@@ -131,7 +138,14 @@ func (s *Server) init(ctx context.Context) error {
 		Channels: channels, HTTP: s.steps})
 	authSvc := auth.New(s.st, 0)
 	s.api = api.New(api.Deps{Store: s.st, Auth: authSvc, Engine: s.eng, Channels: channels, Log: s.log.With("component", "http"),
-		Registry: reg, AdminToken: s.cfg.AdminToken, Ready: s.st.Ping, HTTPSteps: s.steps})
+		Registry: reg, AdminToken: s.cfg.AdminToken, Ready: s.st.Ping, HTTPSteps: s.steps, SeparateMetrics: s.cfg.MetricsAddr != ""})
+	if s.cfg.MetricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", api.MetricsHandler(reg))
+		s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	}
 	if s.cfg.Demo {
 		if err := seedDemo(ctx, s.st, authSvc, s.cfg, s.cfg.DemoOut); err != nil {
 			return fmt.Errorf("demo: %w", err)
@@ -160,6 +174,15 @@ func Migrate(ctx context.Context, st *store.Store) error {
 // Handler is the HTTP API (for tests and benchmarks that serve it themselves).
 func (s *Server) Handler() http.Handler { return s.api }
 
+// MetricsAddr is the address /metrics is served on when Config.MetricsAddr is set
+// (with the port chosen, for ":0"), once Serve has reported Ready; else "".
+func (s *Server) MetricsAddr() string {
+	if s.metricsLn == nil {
+		return ""
+	}
+	return s.metricsLn.Addr().String()
+}
+
 // Engine is the flow engine.
 func (s *Server) Engine() *engine.Engine { return s.eng }
 
@@ -174,12 +197,24 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
-	if err := s.eng.Start(ctx); err != nil {
+	closeListeners := func() {
 		ln.Close()
+		if s.metricsLn != nil {
+			s.metricsLn.Close()
+		}
+	}
+	if s.metrics != nil {
+		if s.metricsLn, err = net.Listen("tcp", s.cfg.MetricsAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("--metrics-addr: listen on %s: %w", s.cfg.MetricsAddr, err)
+		}
+	}
+	if err := s.eng.Start(ctx); err != nil {
+		closeListeners()
 		return err
 	}
 	if err := s.q.Start(ctx); err != nil {
-		ln.Close()
+		closeListeners()
 		return errors.Join(err, s.eng.Stop(context.Background()))
 	}
 	s.http = &http.Server{
@@ -192,12 +227,19 @@ func (s *Server) Serve(ctx context.Context) error {
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	s.log.Info("listening", "addr", ln.Addr().String(), "db", s.st.Dialect().String(), "instance", s.eng.InstanceID())
+	attrs := []any{"addr", ln.Addr().String(), "db", s.st.Dialect().String(), "instance", s.eng.InstanceID()}
+	if s.metricsLn != nil {
+		attrs = append(attrs, "metrics_addr", s.metricsLn.Addr().String())
+	}
+	s.log.Info("listening", attrs...)
 	if s.cfg.Ready != nil {
 		s.cfg.Ready <- ln.Addr().String()
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- s.http.Serve(ln) }()
+	if s.metrics != nil {
+		go func() { errc <- s.metrics.Serve(s.metricsLn) }()
+	}
 	select {
 	case err := <-errc:
 		return errors.Join(err, s.shutdown())
@@ -213,6 +255,11 @@ func (s *Server) shutdown() error {
 	var errs []error
 	if err := s.http.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	if s.metrics != nil {
+		if err := s.metrics.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("metrics shutdown: %w", err))
+		}
 	}
 	if err := s.eng.Stop(ctx); err != nil {
 		errs = append(errs, err)

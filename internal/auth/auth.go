@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/parleyhq/parley/internal/sanitize"
 	"github.com/parleyhq/parley/internal/store"
 )
 
@@ -152,6 +153,9 @@ func (s *Service) CreateBot(ctx context.Context, customerName, botName string) (
 	if customerName == "" || botName == "" {
 		return NewBot{}, errors.New("create bot: customer and bot names are required")
 	}
+	if err := sanitize.CheckName(customerName); err != nil {
+		return NewBot{}, fmt.Errorf("create bot: the customer name %w", err)
+	}
 	c, _, err := s.st.EnsureCustomer(ctx, customerName)
 	if err != nil {
 		return NewBot{}, err
@@ -161,6 +165,13 @@ func (s *Service) CreateBot(ctx context.Context, customerName, botName string) (
 
 // CreateBotFor creates a bot with a first API key for an existing customer.
 func (s *Service) CreateBotFor(ctx context.Context, customerID int64, botName string) (NewBot, error) {
+	botName = strings.TrimSpace(botName)
+	if botName == "" {
+		return NewBot{}, errors.New("create bot: the bot name is required")
+	}
+	if err := sanitize.CheckName(botName); err != nil {
+		return NewBot{}, fmt.Errorf("create bot: the bot name %w", err)
+	}
 	var b store.Bot
 	var err error
 	for range 3 { // a clash of random 64-bit keys is next to impossible; retry anyway

@@ -21,6 +21,19 @@ func NewFlowKey() string {
 	return strings.ToUpper(hex.EncodeToString(b[:]))
 }
 
+// MaxDocumentSize bounds a flow document, from the admin API (whose body limit is the
+// same) or the command line.
+const MaxDocumentSize = 1 << 20
+
+// Validate checks doc as Import does, without storing it. The error is a
+// flow.ValidationErrors when the document is not valid.
+func Validate(doc []byte) (*flow.Flow, error) {
+	if len(doc) > MaxDocumentSize {
+		return nil, flow.ValidationErrors{{Msg: fmt.Sprintf("the document is %d bytes, more than the limit of %d (1 MiB)", len(doc), MaxDocumentSize)}}
+	}
+	return flow.Parse(doc)
+}
+
 // Import validates doc and stores it as the next version of the bot's flow with the
 // document's key, or with a generated key when the document has none. The error is a
 // flow.ValidationErrors when the document is not valid.
@@ -31,7 +44,7 @@ func Import(ctx context.Context, st *store.Store, botID int64, doc []byte) (stor
 // ImportAs is Import recording who published the version (a console user's email,
 // "admin token", "cli").
 func ImportAs(ctx context.Context, st *store.Store, botID int64, doc []byte, publishedBy string) (store.FlowRecord, error) {
-	f, err := flow.Parse(doc)
+	f, err := Validate(doc)
 	if err != nil {
 		return store.FlowRecord{}, err
 	}

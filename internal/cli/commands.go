@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 
@@ -31,6 +32,8 @@ func serve(ctx context.Context, env Env, args []string) error {
 	demo := fs.Bool("demo", false, "seed a demo customer, bot, API key and flow, and print a curl that triggers it")
 	workers := fs.Int("workers", 0, "runs executed at once (default 64; env PARLEY_WORKERS)")
 	logLevel := fs.String("log-level", envOr(env, "PARLEY_LOG_LEVEL", "info"), "debug, info, warn or error (env PARLEY_LOG_LEVEL)")
+	metricsAddr := fs.String("metrics-addr", envOr(env, "PARLEY_METRICS_ADDR", ""),
+		"serve /metrics on this address instead of --addr (env PARLEY_METRICS_ADDR)")
 	hf := addHTTPStepFlags(fs, env)
 	smtpURL := smtpFlag(fs)
 	if err := parse(fs, args); err != nil {
@@ -58,7 +61,8 @@ func serve(ctx context.Context, env Env, args []string) error {
 	}
 	app.TuneGC()
 	srv, err := app.Open(ctx, app.Config{Addr: *addr, DB: *db, AdminToken: *adminToken, Demo: *demo, Workers: *workers,
-		Log: log, DemoOut: env.Stdout, HTTPRate: httpRate, HTTPAllow: httpAllow, SMTPURL: smtpValue(*smtpURL, env)})
+		Log: log, DemoOut: env.Stdout, HTTPRate: httpRate, HTTPAllow: httpAllow, SMTPURL: smtpValue(*smtpURL, env),
+		MetricsAddr: *metricsAddr})
 	if err != nil {
 		return err
 	}
@@ -217,11 +221,11 @@ func flowCmd(ctx context.Context, env Env, args []string) error {
 		if fs.NArg() != 1 {
 			return usageError{"usage: parley flow validate FILE"}
 		}
-		doc, err := os.ReadFile(fs.Arg(0))
+		doc, err := readFlowFile(fs.Arg(0))
 		if err != nil {
 			return err
 		}
-		f, err := flow.Parse(doc)
+		f, err := catalog.Validate(doc)
 		var verrs flow.ValidationErrors
 		if errors.As(err, &verrs) {
 			_ = printJSON(env.Stdout, map[string]any{"valid": false, "errors": verrs})
@@ -249,7 +253,7 @@ func flowCmd(ctx context.Context, env Env, args []string) error {
 	}
 	var doc []byte
 	if sub == "import" {
-		if doc, err = os.ReadFile(fs.Arg(0)); err != nil {
+		if doc, err = readFlowFile(fs.Arg(0)); err != nil {
 			return err
 		}
 	}
@@ -271,6 +275,24 @@ func flowCmd(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	return printJSON(env.Stdout, map[string]any{"flow_key": rec.Key, "version": rec.Version})
+}
+
+// readFlowFile reads a flow document, refusing files over the limit the admin API
+// applies too (catalog.MaxDocumentSize) without reading them whole.
+func readFlowFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	doc, err := io.ReadAll(io.LimitReader(f, catalog.MaxDocumentSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(doc) > catalog.MaxDocumentSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes (1 MiB), the limit of a flow document", path, catalog.MaxDocumentSize)
+	}
+	return doc, nil
 }
 
 func accountCmd(ctx context.Context, env Env, args []string) error {

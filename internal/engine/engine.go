@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parleyhq/parley/internal/channel"
+	"github.com/parleyhq/parley/internal/phone"
 	"github.com/parleyhq/parley/internal/store"
 )
 
@@ -109,6 +110,9 @@ func New(st *store.Store, cfg Config) *Engine {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	// Errors can carry a user's phone number (a wrapped store error, a provider's
+	// refusal); mask it in every log line.
+	cfg.Log = slog.New(phone.RedactingHandler(cfg.Log.Handler()))
 	if cfg.Channels == nil {
 		cfg.Channels = SandboxOnly{}
 	}

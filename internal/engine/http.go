@@ -7,6 +7,7 @@ import (
 
 	"github.com/parleyhq/parley/internal/flow"
 	"github.com/parleyhq/parley/internal/httpstep"
+	"github.com/parleyhq/parley/internal/sanitize"
 )
 
 // HTTPCaller makes the call of an http node: *httpstep.Service, which applies the
@@ -32,6 +33,18 @@ func idempotentMethod(m string) bool {
 	return false
 }
 
+// storableResult cleans what an external API answered, which templates put into
+// messages and attributes: NUL characters and invalid UTF-8 cannot be stored.
+func storableResult(res HTTPResult) HTTPResult {
+	res.Error = sanitize.Clean(res.Error)
+	for k, v := range res.Leaves {
+		if c := sanitize.Clean(v); c != v {
+			res.Leaves[k] = c
+		}
+	}
+	return res
+}
+
 func (e *Engine) httpStep(ctx context.Context, r *run, f *compiledFlow, n *flow.HTTPNode, lookup flow.Lookup) outcome {
 	now := time.Now()
 	var res HTTPResult
@@ -53,8 +66,8 @@ func (e *Engine) httpStep(ctx context.Context, r *run, f *compiledFlow, n *flow.
 				return e.commitFailed(r, err)
 			}
 		}
-		res = e.cfg.HTTP.Call(ctx, HTTPCall{CustomerID: r.customerID, BotID: r.rec.BotID, FlowID: f.id, FlowKey: f.key,
-			RunID: r.rec.ID, Node: n, Lookup: lookup})
+		res = storableResult(e.cfg.HTTP.Call(ctx, HTTPCall{CustomerID: r.customerID, BotID: r.rec.BotID, FlowID: f.id, FlowKey: f.key,
+			RunID: r.rec.ID, Node: n, Lookup: lookup}))
 	}
 	r.st.Pending = nil
 	if r.st.Results == nil {

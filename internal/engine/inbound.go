@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/parleyhq/parley/internal/flow"
+	"github.com/parleyhq/parley/internal/sanitize"
 	"github.com/parleyhq/parley/internal/store"
 )
 
@@ -129,6 +130,9 @@ func (e *Engine) payloadFlow(ctx context.Context, botID int64, payload string) (
 	}
 	if data == nil {
 		data = map[string]string{}
+	}
+	for k, v := range data { // %-escapes may decode to anything
+		data[k] = sanitize.Truncate(sanitize.Clean(v), sanitize.MaxAttrValue)
 	}
 	return key, data, true
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/parleyhq/parley/internal/flow"
+	"github.com/parleyhq/parley/internal/sanitize"
 	"github.com/parleyhq/parley/internal/store"
 )
 
@@ -101,7 +102,11 @@ type run struct {
 	accepted chan acceptOutcome
 }
 
+// setAttr sets an attribute for this run and its next commit. Values come from the
+// user's replies, http responses and templates: they are made storable and cut to the
+// attribute limit here, whatever their source.
 func (r *run) setAttr(name, value string) {
+	value = sanitize.Truncate(sanitize.Clean(value), sanitize.MaxAttrValue)
 	r.attrs[name] = value
 	if r.attrSet == nil {
 		r.attrSet = map[string]string{}
@@ -367,7 +372,7 @@ func (e *Engine) complete(ctx context.Context, r *run) {
 }
 
 func (e *Engine) fail(ctx context.Context, r *run, reason string) {
-	r.rec.Status, r.rec.Error, r.rec.WakeAt, r.st.Wait = store.RunFailed, reason, nil, nil
+	r.rec.Status, r.rec.Error, r.rec.WakeAt, r.st.Wait = store.RunFailed, sanitize.Clean(reason), nil, nil
 	if err := e.commit(ctx, r, false); err != nil {
 		e.commitFailed(r, err)
 		return

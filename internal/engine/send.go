@@ -11,6 +11,7 @@ import (
 	"github.com/parleyhq/parley/internal/channel"
 	"github.com/parleyhq/parley/internal/flow"
 	"github.com/parleyhq/parley/internal/msg"
+	"github.com/parleyhq/parley/internal/sanitize"
 	"github.com/parleyhq/parley/internal/store"
 )
 
@@ -200,7 +201,7 @@ func (e *Engine) insertMessage(r *run, m store.Message) func(context.Context, st
 
 func (e *Engine) setOutcome(runID string, step int, status string, providerID *string, errText string) func(context.Context, store.Tx) error {
 	return func(ctx context.Context, tx store.Tx) error {
-		return e.st.SetStepMessageOutcome(ctx, tx, runID, step, status, providerID, errText)
+		return e.st.SetStepMessageOutcome(ctx, tx, runID, step, status, providerID, sanitize.Clean(errText))
 	}
 }
 

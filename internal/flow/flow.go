@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"unicode/utf8"
 
 	"github.com/parleyhq/parley/internal/msg"
 )
@@ -28,8 +29,31 @@ type Flow struct {
 	Name  string `json:"name,omitempty"`
 	Start string `json:"start"`
 	Nodes []Node `json:"nodes"`
+	// Layout is where the flow builder draws each node; runs ignore it.
+	Layout *Layout `json:"layout,omitempty"`
 
 	byID map[string]Node
+}
+
+// Layout is the flow builder's drawing of a flow: node positions and the canvas's
+// viewport. It is optional (documents written by hand have none, and open laid out
+// automatically) and means nothing to the engine.
+type Layout struct {
+	Nodes    map[string]Position `json:"nodes,omitempty"`
+	Viewport *Viewport           `json:"viewport,omitempty"`
+}
+
+// Position is a node's top-left corner on the canvas.
+type Position struct {
+	X float64 `json:"x"`
+	Y float64 `json:"y"`
+}
+
+// Viewport is the canvas's pan and zoom.
+type Viewport struct {
+	X    float64 `json:"x"`
+	Y    float64 `json:"y"`
+	Zoom float64 `json:"zoom"`
 }
 
 // Node is one step of a flow. The concrete types below are the whole set.
@@ -193,6 +217,9 @@ func (f *Flow) IsHTTPNode(id string) bool {
 // Parse decodes and validates a flow document. The error, when there is one, is a
 // *ValidationErrors listing every problem found, each naming its node.
 func Parse(data []byte) (*Flow, error) {
+	if !utf8.Valid(data) {
+		return nil, ValidationErrors{{Msg: "flow document: not valid UTF-8"}}
+	}
 	f, err := decode(data)
 	if err != nil {
 		return nil, err
@@ -205,10 +232,11 @@ func Parse(data []byte) (*Flow, error) {
 
 // rawFlow mirrors Flow with undecoded nodes.
 type rawFlow struct {
-	Key   string            `json:"key"`
-	Name  string            `json:"name"`
-	Start string            `json:"start"`
-	Nodes []json.RawMessage `json:"nodes"`
+	Key    string            `json:"key"`
+	Name   string            `json:"name"`
+	Start  string            `json:"start"`
+	Nodes  []json.RawMessage `json:"nodes"`
+	Layout *Layout           `json:"layout,omitempty"`
 }
 
 func decode(data []byte) (*Flow, error) {
@@ -216,7 +244,7 @@ func decode(data []byte) (*Flow, error) {
 	if err := strictUnmarshal(data, &raw); err != nil {
 		return nil, ValidationErrors{{Msg: "flow document: " + err.Error()}}
 	}
-	f := &Flow{Key: raw.Key, Name: raw.Name, Start: raw.Start, Nodes: make([]Node, 0, len(raw.Nodes))}
+	f := &Flow{Key: raw.Key, Name: raw.Name, Start: raw.Start, Nodes: make([]Node, 0, len(raw.Nodes)), Layout: raw.Layout}
 	var errs ValidationErrors
 	for i, rn := range raw.Nodes {
 		var head struct {
@@ -305,7 +333,7 @@ func (f *Flow) MarshalJSON() ([]byte, error) {
 		}
 		nodes = append(nodes, b)
 	}
-	return json.Marshal(rawFlow{Key: f.Key, Name: f.Name, Start: f.Start, Nodes: nodes})
+	return json.Marshal(rawFlow{Key: f.Key, Name: f.Name, Start: f.Start, Nodes: nodes, Layout: f.Layout})
 }
 
 func marshalNode(n Node) ([]byte, error) {

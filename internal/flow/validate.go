@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/parleyhq/parley/internal/msg"
+	"github.com/parleyhq/parley/internal/sanitize"
 )
 
 var (
@@ -59,6 +60,12 @@ func (f *Flow) validate() ValidationErrors {
 	if f.Key != "" && !ValidKey(f.Key) {
 		c.add("", "key", "%q is not a valid flow key (letters, digits, _ and -, at most 100)", f.Key)
 	}
+	if l := f.Layout; l != nil && l.Viewport != nil && !(l.Viewport.Zoom > 0) {
+		c.add("", "layout.viewport.zoom", "the zoom must be more than 0")
+	}
+	if err := sanitize.CheckName(f.Name); err != nil {
+		c.add("", "name", "%v", err)
+	}
 	if len(f.Nodes) == 0 {
 		c.add("", "nodes", "a flow needs at least one node")
 		return c.errs
@@ -69,6 +76,11 @@ func (f *Flow) validate() ValidationErrors {
 	f.byID = make(map[string]Node, len(f.Nodes))
 	for _, n := range f.Nodes {
 		id := n.NodeID()
+		// Every text ends up in the database (the document, messages, attributes), which
+		// cannot hold NUL.
+		if path, err := sanitize.Find(n); err != nil {
+			c.add(id, path, "%v", err)
+		}
 		switch {
 		case id == "":
 			c.add("", "id", "a %s node has no id", n.NodeType())

@@ -27,12 +27,26 @@ CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
 -- Who published each flow version: a console user's email, "admin token" or "cli".
 ALTER TABLE flow_versions ADD COLUMN published_by TEXT NOT NULL DEFAULT '';
 
+-- Drafts of the flow builder: one per flow key of a bot, valid or not, for the flow it
+-- will become when published (a new version through the same import as ever).
+CREATE TABLE flow_drafts (
+    bot_id     BIGINT  NOT NULL REFERENCES bots (id),
+    key_lower  TEXT    NOT NULL,
+    flow_key   TEXT    NOT NULL,
+    name       TEXT    NOT NULL DEFAULT '',
+    document   TEXT    NOT NULL,
+    updated_at BIGINT  NOT NULL,
+    updated_by TEXT    NOT NULL DEFAULT '',
+    PRIMARY KEY (bot_id, key_lower)
+);
+
 -- The console lists a bot's runs newest first; run ids are UUIDv7, so id order is
 -- creation order.
 CREATE INDEX runs_bot ON runs (bot_id, id);
 
 -- +goose Down
 DROP INDEX runs_bot;
+DROP TABLE flow_drafts;
 ALTER TABLE flow_versions DROP COLUMN published_by;
 DROP TABLE console_sessions;
 DROP TABLE console_users;

@@ -1,0 +1,326 @@
+// Package broadcast sends the same messages to many users of a bot: the platform API's
+// broadcasts (v1: an audience rule and direct content; v2: users to upsert and a
+// WhatsApp template). A broadcast is stored with its recipients in one transaction
+// before it is acknowledged, published at its time by whichever instance claims it
+// first, and fanned out durably: a recipient is sent to at most once, across crashes and
+// instances, and a broadcast left half-way by a dead instance is taken over by another.
+//
+// Local channels (the sandbox) are fanned out in batches, each batch's messages and
+// recipient outcomes in one transaction. Provider channels follow the engine's rule for
+// external effects: the message is committed as pending before the provider is called,
+// and a send interrupted by a crash is sent again only to providers that drop
+// duplicates (RCS); otherwise it is reported as failed rather than risked twice.
+package broadcast
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/parleyhq/parley/internal/channel"
+	"github.com/parleyhq/parley/internal/msg"
+	"github.com/parleyhq/parley/internal/store"
+)
+
+// DefaultMax is the most recipients one broadcast may have unless configured otherwise.
+const DefaultMax = 100_000
+
+// IdempotencyWindow is how long an Idempotency-Key returns the first broadcast.
+const IdempotencyWindow = 24 * time.Hour
+
+// ChannelResolver finds the sender serving a bot's channel (the channel registry).
+type ChannelResolver interface {
+	Sender(ctx context.Context, botID int64, channelName string) (channel.Sender, error)
+}
+
+// Config configures a Service. Zero values mean the defaults.
+type Config struct {
+	Store    *store.Store
+	Channels ChannelResolver
+	// InstanceID is this server's name among the instances (the engine's), whose
+	// heartbeats say which instances are alive.
+	InstanceID string
+	// Liveness is how long after its last heartbeat an instance's broadcasts are taken
+	// over (default 10 s, the engine's).
+	Liveness time.Duration
+	// Sweep is how often due and orphaned broadcasts are looked for (default 500 ms).
+	Sweep time.Duration
+	// Max bounds the recipients of one broadcast (default DefaultMax).
+	Max int
+	// BatchSize is how many recipients a local batch stores per transaction (default 200:
+	// a few milliseconds of the writer, so API triggers interleave with a fan-out).
+	BatchSize int
+	// Parallel is how many provider sends one broadcast keeps in flight (default 16),
+	// enough to use a paced number's full rate.
+	Parallel int
+	// Concurrent is how many broadcasts this instance fans out at once (default 4).
+	Concurrent int
+	Log        *slog.Logger
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Service accepts, publishes and reports broadcasts.
+type Service struct {
+	st  *store.Store
+	cfg Config
+	log *slog.Logger
+
+	kick    chan struct{} // wakes the sweeper when a broadcast is due now
+	cancel  context.CancelFunc
+	done    sync.WaitGroup
+	slots   chan struct{} // one per broadcast being fanned out
+	stopped chan struct{}
+}
+
+// New returns a Service; Start begins publishing.
+func New(cfg Config) *Service {
+	if cfg.Liveness <= 0 {
+		cfg.Liveness = 10 * time.Second
+	}
+	if cfg.Sweep <= 0 {
+		cfg.Sweep = 500 * time.Millisecond
+	}
+	if cfg.Max <= 0 {
+		cfg.Max = DefaultMax
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 200
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = 16
+	}
+	if cfg.Concurrent <= 0 {
+		cfg.Concurrent = 4
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{st: cfg.Store, cfg: cfg, log: cfg.Log, kick: make(chan struct{}, 1),
+		slots: make(chan struct{}, cfg.Concurrent), stopped: make(chan struct{})}
+}
+
+// Max is the most recipients a broadcast may have.
+func (s *Service) Max() int { return s.cfg.Max }
+
+// View is a broadcast as the API answers it: the request in its own shape, with
+// broadcastId, status and totals filled in.
+type View map[string]any
+
+// ErrNotFound is returned for a broadcast the bot does not have.
+var ErrNotFound = errors.New("broadcast not found")
+
+// Create stores a planned broadcast with its recipients (and v2's users) before it is
+// acknowledged. A retry with the same idempotency key within IdempotencyWindow returns
+// the first broadcast and duplicate=true.
+func (s *Service) Create(ctx context.Context, botID int64, p *Plan, idempotencyKey string) (View, bool, error) {
+	now := s.cfg.Now()
+	content, err := json.Marshal(p.Content)
+	if err != nil {
+		return nil, false, fmt.Errorf("encode broadcast content: %w", err)
+	}
+	status := store.BroadcastScheduled
+	nb := store.NewBroadcast{
+		Broadcast: store.Broadcast{BotID: botID, APIVersion: p.APIVersion, Title: p.Title, Request: p.Request, Content: content,
+			Channels: p.Channels, Status: status, PublishAt: p.PublishAt.UnixMilli(), CreatedAt: now.UnixMilli()},
+		RecipientIDs: p.Recipients, IdempotencyKey: idempotencyKey,
+	}
+	for _, u := range p.Users {
+		nb.Users = append(nb.Users, store.UserUpsert{BotID: botID, ChannelUserID: u.Digits, Channel: channel.WhatsApp, Attrs: u.Attrs,
+			Defaults: map[string]string{"user.user_name": u.Digits}})
+	}
+	id, dup, err := s.st.CreateBroadcast(ctx, nb, now.Add(-IdempotencyWindow).UnixMilli())
+	if err != nil {
+		return nil, false, err
+	}
+	if !p.PublishAt.After(now) {
+		s.wake()
+	}
+	v, err := s.Get(ctx, botID, id)
+	return v, dup, err
+}
+
+func (s *Service) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Get returns a bot's broadcast, live.
+func (s *Service) Get(ctx context.Context, botID, id int64) (View, error) {
+	b, err := s.st.BroadcastByID(ctx, botID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %d", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.view(ctx, b)
+}
+
+func (s *Service) view(ctx context.Context, b store.Broadcast) (View, error) {
+	v := View{}
+	if err := json.Unmarshal(b.Request, &v); err != nil {
+		return nil, fmt.Errorf("broadcast #%d request: %w", b.ID, err)
+	}
+	totals, err := s.st.BroadcastTotals(ctx, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	v["broadcastId"] = b.ID
+	v["status"] = b.Status
+	v["totals"] = totals
+	v["publishedOn"] = time.UnixMilli(b.PublishAt).UTC().Format("2006-01-02T15:04:05.000Z")
+	v["createdOn"] = time.UnixMilli(b.CreatedAt).UTC().Format("2006-01-02T15:04:05.000Z")
+	if b.FinishedAt != nil {
+		v["finishedOn"] = time.UnixMilli(*b.FinishedAt).UTC().Format("2006-01-02T15:04:05.000Z")
+	}
+	if b.Error != "" {
+		v["error"] = b.Error
+	}
+	return v, nil
+}
+
+// List returns a bot's broadcasts, newest first, before the cursor id (0: the newest).
+func (s *Service) List(ctx context.Context, botID, before int64, limit int) ([]View, error) {
+	bs, err := s.st.Broadcasts(ctx, botID, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]View, len(bs))
+	for i, b := range bs {
+		if out[i], err = s.view(ctx, b); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// RecipientView is one recipient as the API lists it.
+type RecipientView struct {
+	ChannelUserID     string    `json:"channelUserId"`
+	Status            string    `json:"status"`
+	Reason            string    `json:"reason,omitempty"`
+	MessageID         string    `json:"messageId,omitempty"`
+	ProviderMessageID string    `json:"providerMessageId,omitempty"`
+	UpdatedOn         time.Time `json:"updatedOn"`
+}
+
+// Recipients pages through a broadcast's recipients (status "" for all).
+func (s *Service) Recipients(ctx context.Context, botID, id int64, status string, limit, offset int) ([]RecipientView, int, error) {
+	if _, err := s.st.BroadcastByID(ctx, botID, id); errors.Is(err, store.ErrNotFound) {
+		return nil, 0, fmt.Errorf("%w: %d", ErrNotFound, id)
+	} else if err != nil {
+		return nil, 0, err
+	}
+	rs, total, err := s.st.BroadcastRecipients(ctx, id, status, limit, offset)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]RecipientView, len(rs))
+	for i, r := range rs {
+		out[i] = RecipientView{ChannelUserID: r.ChannelUserID, Status: r.Status, Reason: r.Error, UpdatedOn: time.UnixMilli(r.UpdatedAt).UTC()}
+		if r.MessageID != nil {
+			out[i].MessageID = fmt.Sprint(*r.MessageID)
+		}
+		if r.ProviderID != nil {
+			out[i].ProviderMessageID = *r.ProviderID
+		}
+	}
+	return out, total, nil
+}
+
+// Cancel stops a broadcast: before publishing nothing is sent; while publishing, the
+// recipients not yet sent are cancelled. Cancelling an ended broadcast changes nothing.
+func (s *Service) Cancel(ctx context.Context, botID, id int64) (View, error) {
+	if _, err := s.st.CancelBroadcast(ctx, botID, id); errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %d", ErrNotFound, id)
+	} else if err != nil {
+		return nil, err
+	}
+	return s.Get(ctx, botID, id)
+}
+
+// Start begins publishing due broadcasts, and taking over those of dead instances.
+func (s *Service) Start(context.Context) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.done.Add(1)
+	go s.sweepLoop(ctx)
+	return nil
+}
+
+// Stop ends the fan-outs at their next batch and releases this instance's broadcasts, so
+// the next instance (or this one restarted) goes on where they stopped.
+func (s *Service) Stop(ctx context.Context) error {
+	if s.cancel == nil {
+		return nil
+	}
+	s.cancel()
+	done := make(chan struct{})
+	go func() { s.done.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("stop broadcasts: %w", ctx.Err())
+	}
+	return s.st.ReleaseBroadcasts(context.Background(), s.cfg.InstanceID)
+}
+
+func (s *Service) sweepLoop(ctx context.Context) {
+	defer s.done.Done()
+	t := time.NewTicker(s.cfg.Sweep)
+	defer t.Stop()
+	for {
+		if err := s.sweep(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("broadcasts: sweep", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.kick:
+		}
+	}
+}
+
+// sweep claims as many due broadcasts as there are free fan-out slots.
+func (s *Service) sweep(ctx context.Context) error {
+	free := cap(s.slots) - len(s.slots)
+	if free == 0 {
+		return nil
+	}
+	now := s.cfg.Now()
+	ids, err := s.st.ClaimBroadcasts(ctx, s.cfg.InstanceID, now.UnixMilli(), now.Add(-s.cfg.Liveness).UnixMilli(), free)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		s.slots <- struct{}{}
+		s.done.Add(1)
+		go func() {
+			defer func() { <-s.slots; s.done.Done() }()
+			if err := s.publish(ctx, id); err != nil && ctx.Err() == nil {
+				s.log.Error("broadcasts: publish", "broadcast", id, "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+// storedContents decodes a stored broadcast's messages.
+func storedContents(b store.Broadcast) ([]msg.Content, error) {
+	var cs []msg.Content
+	if err := json.Unmarshal(b.Content, &cs); err != nil {
+		return nil, fmt.Errorf("broadcast #%d content: %w", b.ID, err)
+	}
+	return cs, nil
+}

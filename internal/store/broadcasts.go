@@ -1,0 +1,551 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Broadcast statuses.
+const (
+	BroadcastScheduled  = "SCHEDULED"
+	BroadcastPublishing = "PUBLISHING"
+	BroadcastPublished  = "PUBLISHED"
+	BroadcastCancelled  = "CANCELLED"
+	BroadcastFailed     = "FAILED"
+)
+
+// Recipient statuses as stored; a sent recipient shows its last message's delivery
+// status (delivered, read, failed) once the provider reports it.
+const (
+	RecipientQueued    = "queued"
+	RecipientSending   = "sending"
+	RecipientSent      = "sent"
+	RecipientFailed    = "failed"
+	RecipientCancelled = "cancelled"
+)
+
+// BroadcastStepsPerRecipient spaces the message steps of a broadcast's recipients:
+// recipient seq's message i is stored as step seq*BroadcastStepsPerRecipient+i of the
+// broadcast's run id ("bc:<id>"), so the messages table's one-message-per-step index
+// keeps every message at most once, as it does for runs.
+const BroadcastStepsPerRecipient = 10
+
+// BroadcastRunID is the run id a broadcast's messages are stored under.
+func BroadcastRunID(id int64) string { return "bc:" + strconv.FormatInt(id, 10) }
+
+// ParseBroadcastRunID recognises a run id made by BroadcastRunID.
+func ParseBroadcastRunID(runID string) (int64, bool) {
+	rest, ok := strings.CutPrefix(runID, "bc:")
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(rest, 10, 64)
+	return id, err == nil
+}
+
+// Broadcast is a stored broadcast.
+type Broadcast struct {
+	ID         int64
+	BotID      int64
+	APIVersion int
+	Title      string
+	Request    []byte
+	Content    []byte
+	Channels   []string
+	Status     string
+	PublishAt  int64
+	Owner      *string
+	Recipients int
+	Error      string
+	CreatedAt  int64
+	UpdatedAt  int64
+	FinishedAt *int64
+}
+
+const broadcastCols = `id, bot_id, api_version, title, request, content, channels, status, publish_at, owner, recipients, error, created_at, updated_at, finished_at`
+
+func scanBroadcast(r Row) (Broadcast, error) {
+	var b Broadcast
+	var req, content, channels string
+	err := r.Scan(&b.ID, &b.BotID, &b.APIVersion, &b.Title, &req, &content, &channels, &b.Status, &b.PublishAt, &b.Owner,
+		&b.Recipients, &b.Error, &b.CreatedAt, &b.UpdatedAt, &b.FinishedAt)
+	if err != nil {
+		return Broadcast{}, err
+	}
+	b.Request, b.Content = []byte(req), []byte(content)
+	if err := json.Unmarshal([]byte(channels), &b.Channels); err != nil {
+		return Broadcast{}, fmt.Errorf("broadcast #%d channels: %w", b.ID, err)
+	}
+	return b, nil
+}
+
+// NewBroadcast is a broadcast to store with its recipients.
+type NewBroadcast struct {
+	Broadcast
+	// RecipientIDs are channel user ids, in order.
+	RecipientIDs []string
+	// Users are created or updated first, in the same transaction (v2).
+	Users []UserUpsert
+	// IdempotencyKey, when set, makes a retry within window return the first broadcast.
+	IdempotencyKey string
+}
+
+// CreateBroadcast stores a broadcast, its recipients and its users in one transaction.
+// With an idempotency key already used within the window (after expiredBefore), it
+// stores nothing and returns that broadcast's id and true.
+func (s *Store) CreateBroadcast(ctx context.Context, nb NewBroadcast, expiredBefore int64) (int64, bool, error) {
+	var id int64
+	var dup bool
+	err := s.InTx(ctx, func(tx Tx) error {
+		id, dup = 0, false
+		if nb.IdempotencyKey != "" {
+			err := tx.QueryRow(ctx, `SELECT id FROM broadcasts WHERE bot_id = $1 AND idem_key = $2 AND created_at >= $3`,
+				nb.BotID, nb.IdempotencyKey, expiredBefore).Scan(&id)
+			if err == nil {
+				dup = true
+				return nil
+			}
+			if !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			// An expired claim of the key gives it up.
+			if _, err := tx.Exec(ctx, `UPDATE broadcasts SET idem_key = NULL WHERE bot_id = $1 AND idem_key = $2`, nb.BotID, nb.IdempotencyKey); err != nil {
+				return err
+			}
+		}
+		for _, u := range nb.Users {
+			if _, err := s.UpsertUserID(ctx, tx, u); err != nil {
+				return err
+			}
+		}
+		channels, err := json.Marshal(nb.Channels)
+		if err != nil {
+			return err
+		}
+		var key *string
+		if nb.IdempotencyKey != "" {
+			key = &nb.IdempotencyKey
+		}
+		b := nb.Broadcast
+		err = tx.QueryRow(ctx, `INSERT INTO broadcasts (bot_id, api_version, title, request, content, channels, status, publish_at,
+			recipients, idem_key, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id`,
+			b.BotID, b.APIVersion, b.Title, string(b.Request), string(b.Content), string(channels), b.Status, b.PublishAt,
+			len(nb.RecipientIDs), key, b.CreatedAt).Scan(&id)
+		if err != nil {
+			return err
+		}
+		return s.insertRecipients(ctx, tx, id, nb.RecipientIDs, b.CreatedAt)
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("create broadcast: %w", err)
+	}
+	return id, dup, nil
+}
+
+// recipientRowsPerInsert bounds one multi-row insert (4 parameters a row).
+const recipientRowsPerInsert = 500
+
+func (s *Store) insertRecipients(ctx context.Context, tx Tx, id int64, ids []string, now int64) error {
+	var q strings.Builder
+	args := make([]any, 0, recipientRowsPerInsert*3+2)
+	for start := 0; start < len(ids); start += recipientRowsPerInsert {
+		chunk := ids[start:min(start+recipientRowsPerInsert, len(ids))]
+		q.Reset()
+		args = append(args[:0], id, now)
+		q.WriteString(`INSERT INTO broadcast_recipients (broadcast_id, seq, channel_user_id, status, updated_at) VALUES `)
+		for i, cuid := range chunk {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			args = append(args, start+i, cuid)
+			fmt.Fprintf(&q, "($1, $%d, $%d, 'queued', $2)", len(args)-1, len(args))
+		}
+		if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("store recipients: %w", err)
+		}
+	}
+	return nil
+}
+
+// BroadcastByID returns a bot's broadcast.
+func (s *Store) BroadcastByID(ctx context.Context, botID, id int64) (Broadcast, error) {
+	b, err := scanBroadcast(s.r.QueryRow(ctx, `SELECT `+broadcastCols+` FROM broadcasts WHERE id = $1 AND bot_id = $2`, id, botID))
+	if err != nil {
+		return Broadcast{}, fmt.Errorf("broadcast #%d: %w", id, err)
+	}
+	return b, nil
+}
+
+// broadcastByIDAnyBot reads a broadcast for the fan-out, which knows only its id.
+func (s *Store) broadcastByIDAnyBot(ctx context.Context, q Querier, id int64) (Broadcast, error) {
+	b, err := scanBroadcast(q.QueryRow(ctx, `SELECT `+broadcastCols+` FROM broadcasts WHERE id = $1`, id))
+	if err != nil {
+		return Broadcast{}, fmt.Errorf("broadcast #%d: %w", id, err)
+	}
+	return b, nil
+}
+
+// BroadcastForFanOut reads a broadcast claimed for publishing.
+func (s *Store) BroadcastForFanOut(ctx context.Context, id int64) (Broadcast, error) {
+	return s.broadcastByIDAnyBot(ctx, s.w, id)
+}
+
+// Broadcasts lists a bot's broadcasts, newest first, before the cursor id (0: from the
+// newest).
+func (s *Store) Broadcasts(ctx context.Context, botID, before int64, limit int) ([]Broadcast, error) {
+	if before <= 0 {
+		before = 1<<63 - 1
+	}
+	rows, err := s.r.Query(ctx, `SELECT `+broadcastCols+` FROM broadcasts WHERE bot_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3`,
+		botID, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list broadcasts: %w", err)
+	}
+	defer rows.Close()
+	out := []Broadcast{}
+	for rows.Next() {
+		b, err := scanBroadcast(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list broadcasts: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// BroadcastTotals counts a broadcast's recipients by how far they got. Sent, Delivered
+// and Read are cumulative (a read message was delivered and sent).
+type BroadcastTotals struct {
+	Recipients int `json:"recipients"`
+	Queued     int `json:"queued"`
+	Sent       int `json:"sent"`
+	Delivered  int `json:"delivered"`
+	Read       int `json:"read"`
+	Failed     int `json:"failed"`
+	Cancelled  int `json:"cancelled"`
+}
+
+// recipientStatusSQL is a recipient's status as shown: a sent recipient takes its last
+// message's delivery status.
+const recipientStatusSQL = `CASE WHEN r.status = 'sent' AND m.status IN ('delivered', 'read', 'failed') THEN m.status
+	WHEN r.status = 'sending' THEN 'queued' ELSE r.status END`
+
+// recipientMessageJoin finds a recipient's last message: step seq*10 + (step-1) of the
+// broadcast's run id.
+const recipientMessageJoin = `LEFT JOIN messages m ON m.run_id = $2 AND r.status = 'sent'
+	AND m.step = r.seq * 10 + r.step - 1`
+
+// BroadcastTotals counts a broadcast's recipients.
+func (s *Store) BroadcastTotals(ctx context.Context, id int64) (BroadcastTotals, error) {
+	rows, err := s.r.Query(ctx, `SELECT `+recipientStatusSQL+` AS st, COUNT(*) FROM broadcast_recipients r `+recipientMessageJoin+`
+		WHERE r.broadcast_id = $1 GROUP BY st`, id, BroadcastRunID(id))
+	if err != nil {
+		return BroadcastTotals{}, fmt.Errorf("count recipients of broadcast #%d: %w", id, err)
+	}
+	defer rows.Close()
+	var t BroadcastTotals
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return BroadcastTotals{}, fmt.Errorf("count recipients of broadcast #%d: %w", id, err)
+		}
+		t.Recipients += n
+		switch st {
+		case RecipientQueued:
+			t.Queued += n
+		case "read":
+			t.Read += n
+			t.Delivered += n
+			t.Sent += n
+		case "delivered":
+			t.Delivered += n
+			t.Sent += n
+		case RecipientSent:
+			t.Sent += n
+		case RecipientFailed:
+			t.Failed += n
+		case RecipientCancelled:
+			t.Cancelled += n
+		}
+	}
+	return t, rows.Err()
+}
+
+// BroadcastRecipient is one recipient as listed.
+type BroadcastRecipient struct {
+	Seq           int     `json:"seq"`
+	ChannelUserID string  `json:"channel_user_id"`
+	Status        string  `json:"status"`
+	Error         string  `json:"error,omitempty"`
+	MessageID     *int64  `json:"-"`
+	ProviderID    *string `json:"-"`
+	UpdatedAt     int64   `json:"-"`
+}
+
+// BroadcastRecipients pages through a broadcast's recipients in order, optionally with
+// one shown status, and counts them.
+func (s *Store) BroadcastRecipients(ctx context.Context, id int64, status string, limit, offset int) ([]BroadcastRecipient, int, error) {
+	filter := ""
+	args := []any{id, BroadcastRunID(id)}
+	if status != "" {
+		filter = ` AND ` + recipientStatusSQL + ` = $3`
+		args = append(args, status)
+	}
+	from := ` FROM broadcast_recipients r ` + recipientMessageJoin + ` WHERE r.broadcast_id = $1` + filter
+	var total int
+	if err := s.r.QueryRow(ctx, `SELECT COUNT(*)`+from, args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("count recipients of broadcast #%d: %w", id, err)
+	}
+	n := len(args)
+	rows, err := s.r.Query(ctx, `SELECT r.seq, r.channel_user_id, `+recipientStatusSQL+`, CASE WHEN m.error <> '' THEN m.error ELSE r.error END,
+		m.id, m.provider_id, r.updated_at`+from+` ORDER BY r.seq LIMIT $`+strconv.Itoa(n+1)+` OFFSET $`+strconv.Itoa(n+2),
+		append(args, limit, offset)...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list recipients of broadcast #%d: %w", id, err)
+	}
+	defer rows.Close()
+	out := []BroadcastRecipient{}
+	for rows.Next() {
+		var r BroadcastRecipient
+		var errText *string
+		if err := rows.Scan(&r.Seq, &r.ChannelUserID, &r.Status, &errText, &r.MessageID, &r.ProviderID, &r.UpdatedAt); err != nil {
+			return nil, 0, fmt.Errorf("list recipients of broadcast #%d: %w", id, err)
+		}
+		if errText != nil {
+			r.Error = *errText
+		}
+		out = append(out, r)
+	}
+	return out, total, rows.Err()
+}
+
+// CancelBroadcast cancels a scheduled or publishing broadcast: its recipients not yet
+// sent become cancelled. It returns the broadcast's status after the call (unchanged
+// when it had already ended).
+func (s *Store) CancelBroadcast(ctx context.Context, botID, id int64) (string, error) {
+	var status string
+	err := s.InTx(ctx, func(tx Tx) error {
+		now := nowMS()
+		err := tx.QueryRow(ctx, `UPDATE broadcasts SET status = 'CANCELLED', updated_at = $3, finished_at = $3, owner = NULL
+			WHERE id = $1 AND bot_id = $2 AND status IN ('SCHEDULED', 'PUBLISHING') RETURNING status`, id, botID, now).Scan(&status)
+		if errors.Is(err, ErrNotFound) {
+			b, err := s.broadcastByIDAnyBot(ctx, tx, id)
+			if err != nil || b.BotID != botID {
+				return fmt.Errorf("broadcast #%d: %w", id, ErrNotFound)
+			}
+			status = b.Status
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE broadcast_recipients SET status = 'cancelled', updated_at = $2
+			WHERE broadcast_id = $1 AND status = 'queued'`, id, now)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("cancel broadcast #%d: %w", id, err)
+	}
+	return status, nil
+}
+
+// ClaimBroadcasts takes up to limit broadcasts to publish: scheduled ones whose time came,
+// and publishing ones whose owner is not a live instance (it died mid-way).
+func (s *Store) ClaimBroadcasts(ctx context.Context, me string, now, liveSince int64, limit int) ([]int64, error) {
+	rows, err := s.w.Query(ctx, `UPDATE broadcasts SET status = 'PUBLISHING', owner = $1, updated_at = $2 WHERE id IN (
+		SELECT id FROM broadcasts WHERE publish_at <= $2 AND (status = 'SCHEDULED' OR (status = 'PUBLISHING'
+			AND (owner IS NULL OR owner NOT IN (SELECT id FROM instances WHERE heartbeat_at >= $3))))
+		ORDER BY publish_at LIMIT $4`+s.skipLocked()+`) RETURNING id`, me, now, liveSince, limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim broadcasts: %w", err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("claim broadcasts: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// ReleaseBroadcasts gives up this instance's broadcasts (at shutdown) for another
+// instance, or this one after a restart, to go on with.
+func (s *Store) ReleaseBroadcasts(ctx context.Context, me string) error {
+	if _, err := s.w.Exec(ctx, `UPDATE broadcasts SET owner = NULL WHERE owner = $1 AND status = 'PUBLISHING'`, me); err != nil {
+		return fmt.Errorf("release broadcasts: %w", err)
+	}
+	return nil
+}
+
+// FanOutRecipient is a recipient the fan-out works on, with its user when it has one.
+type FanOutRecipient struct {
+	Seq           int
+	ChannelUserID string
+	Status        string
+	Step          int
+	// User, when the bot has this user: nil means unknown.
+	UserID      int64
+	UserChannel string
+	LastInbound *time.Time
+	Phone       string
+}
+
+// NextRecipients returns up to limit recipients of the broadcast in the given status,
+// after seq, in order, with their users.
+func (s *Store) NextRecipients(ctx context.Context, botID, id int64, status string, after, limit int) ([]FanOutRecipient, error) {
+	phoneExpr := `json_extract(u.attrs, '$."user.phone_no"')`
+	if s.dialect == Postgres {
+		phoneExpr = `(u.attrs ->> 'user.phone_no')`
+	}
+	rows, err := s.w.Query(ctx, `SELECT r.seq, r.channel_user_id, r.status, r.step, u.id, u.channel, u.last_inbound_at, `+phoneExpr+`
+		FROM broadcast_recipients r LEFT JOIN users u ON u.bot_id = $1 AND u.channel_user_id = r.channel_user_id
+		WHERE r.broadcast_id = $2 AND r.status = $3 AND r.seq > $4 ORDER BY r.seq LIMIT $5`, botID, id, status, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("recipients of broadcast #%d: %w", id, err)
+	}
+	defer rows.Close()
+	out := []FanOutRecipient{}
+	for rows.Next() {
+		var r FanOutRecipient
+		var uid *int64
+		var ch, ph *string
+		var last *int64
+		if err := rows.Scan(&r.Seq, &r.ChannelUserID, &r.Status, &r.Step, &uid, &ch, &last, &ph); err != nil {
+			return nil, fmt.Errorf("recipients of broadcast #%d: %w", id, err)
+		}
+		if uid != nil {
+			r.UserID, r.UserChannel, r.LastInbound = *uid, *ch, msTimePtr(last)
+			if ph != nil {
+				r.Phone = *ph
+			}
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// MarkRecipients moves recipients (by seq) from one status to another in one
+// statement, setting their step and error, and returns the seqs it moved: a recipient no
+// longer in status from (cancelled meanwhile, say) is left alone.
+func (s *Store) MarkRecipients(ctx context.Context, q Querier, id int64, seqs []int, from, to string, step int, errText string) (map[int]bool, error) {
+	won := make(map[int]bool, len(seqs))
+	if len(seqs) == 0 {
+		return won, nil
+	}
+	var b strings.Builder
+	args := []any{id, from, to, step, errText, nowMS()}
+	b.WriteString(`UPDATE broadcast_recipients SET status = $3, step = $4, error = $5, updated_at = $6
+		WHERE broadcast_id = $1 AND status = $2 AND seq IN (`)
+	for i, seq := range seqs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		args = append(args, seq)
+		b.WriteString("$" + strconv.Itoa(len(args)))
+	}
+	b.WriteString(`) RETURNING seq`)
+	rows, err := q.Query(ctx, b.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("update recipients of broadcast #%d: %w", id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq int
+		if err := rows.Scan(&seq); err != nil {
+			return nil, fmt.Errorf("update recipients of broadcast #%d: %w", id, err)
+		}
+		won[seq] = true
+	}
+	return won, rows.Err()
+}
+
+// StartRecipientSend commits, before a provider call, that recipient seq of the
+// broadcast is sending its message step, with the message stored as pending. False
+// when the recipient is no longer queued (the broadcast was cancelled).
+func (s *Store) StartRecipientSend(ctx context.Context, id int64, seq, step int, m Message) (bool, error) {
+	var ok bool
+	err := s.InTx(ctx, func(tx Tx) error {
+		won, err := s.MarkRecipients(ctx, tx, id, []int{seq}, RecipientQueued, RecipientSending, step, "")
+		if err != nil || !won[seq] {
+			return err
+		}
+		ok = true
+		_, _, err = s.InsertMessage(ctx, tx, m)
+		return err
+	})
+	return ok, err
+}
+
+// AddMessages stores many messages in one statement (a broadcast's local sends), each
+// unless its run step already has one.
+func (s *Store) AddMessages(ctx context.Context, q Querier, ms []Message) error {
+	const cols = 13
+	for start := 0; start < len(ms); start += 200 {
+		chunk := ms[start:min(start+200, len(ms))]
+		var b strings.Builder
+		args := make([]any, 0, len(chunk)*cols)
+		b.WriteString(`INSERT INTO messages (bot_id, user_id, run_id, step, channel, sender, type, text, payload, status, provider_id, error, created_at, updated_at) VALUES `)
+		for i, m := range chunk {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			var payload *string
+			if m.Payload != nil {
+				p := string(m.Payload)
+				payload = &p
+			}
+			if m.CreatedAt == 0 {
+				m.CreatedAt = nowMS()
+			}
+			n := len(args)
+			args = append(args, m.BotID, m.UserID, m.RunID, m.Step, m.Channel, m.Sender, m.Type, m.Text, payload, m.Status, m.ProviderID, m.Error, m.CreatedAt)
+			fmt.Fprintf(&b, "($%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8, n+9, n+10, n+11, n+12, n+13, n+13)
+		}
+		b.WriteString(` ON CONFLICT DO NOTHING`)
+		if _, err := q.Exec(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("insert messages: %w", err)
+		}
+	}
+	return nil
+}
+
+// FinishBroadcast marks a publishing broadcast owned by me as published when no
+// recipient is left to send to.
+func (s *Store) FinishBroadcast(ctx context.Context, id int64, me string) (bool, error) {
+	now := nowMS()
+	n, err := s.w.Exec(ctx, `UPDATE broadcasts SET status = 'PUBLISHED', owner = NULL, updated_at = $3, finished_at = $3
+		WHERE id = $1 AND owner = $2 AND status = 'PUBLISHING'
+		AND NOT EXISTS (SELECT 1 FROM broadcast_recipients WHERE broadcast_id = $1 AND status IN ('queued', 'sending'))`, id, me, now)
+	if err != nil {
+		return false, fmt.Errorf("finish broadcast #%d: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// BroadcastOwned reports whether me still owns a publishing broadcast (it was not
+// cancelled or taken over).
+func (s *Store) BroadcastOwned(ctx context.Context, id int64, me string) (bool, error) {
+	var n int
+	err := s.w.QueryRow(ctx, `SELECT COUNT(*) FROM broadcasts WHERE id = $1 AND owner = $2 AND status = 'PUBLISHING'`, id, me).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("broadcast #%d: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// ForgetBroadcastIdempotencyKeys drops keys older than before.
+func (s *Store) ForgetBroadcastIdempotencyKeys(ctx context.Context, before int64) error {
+	if _, err := s.w.Exec(ctx, `UPDATE broadcasts SET idem_key = NULL WHERE idem_key IS NOT NULL AND created_at < $1`, before); err != nil {
+		return fmt.Errorf("expire broadcast idempotency keys: %w", err)
+	}
+	return nil
+}
