@@ -183,12 +183,20 @@ export function CopyField({ label, value }: { label: string; value: string }) {
 }
 
 const timeFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' })
+const clockFmt = new Intl.DateTimeFormat(undefined, { timeStyle: 'short' })
+const shortFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'short' })
 
-export function Time({ at }: { at: string | number | undefined | null }) {
+/** An instant in the browser's time zone; short: the time of day alone when it is today. */
+export function Time({ at, short }: { at: string | number | undefined | null; short?: boolean }) {
   if (at === undefined || at === null || at === '') return <span className="muted">—</span>
   const d = new Date(at)
   if (Number.isNaN(d.getTime())) return <span>{String(at)}</span>
-  return <time dateTime={d.toISOString()}>{timeFmt.format(d)}</time>
+  const text = !short ? timeFmt.format(d) : d.toDateString() === new Date().toDateString() ? clockFmt.format(d) : shortFmt.format(d)
+  return (
+    <time dateTime={d.toISOString()} title={short ? timeFmt.format(d) : undefined}>
+      {text}
+    </time>
+  )
 }
 
 /** A run or message status as a coloured badge. */

@@ -101,7 +101,7 @@ export function Transcript({ messages, onButton }: { messages: Message[]; onButt
               )}
             </div>
             <div className="meta">
-              <Time at={m.timestamp_ms} />
+              <Time at={m.timestamp_ms} short />
               {m.sender === 'bot' && <Ticks m={m} />}
             </div>
           </li>
