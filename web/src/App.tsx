@@ -1,4 +1,4 @@
-import { useEffect, useState, type ReactNode } from 'react'
+import { useEffect, useRef, useState, type ReactNode } from 'react'
 import type { Principal } from './api'
 import { BotSection, botPages } from './pages/BotSection'
 import { Accounts } from './pages/Accounts'
@@ -35,6 +35,15 @@ function Shell({ user }: { user: Principal }) {
   useEffect(() => {
     if (path === '/') navigate(home(user), true)
   }, [path, user])
+
+  // A new page takes the focus to its content, as a page load would for a screen reader
+  // or the Tab key; the first page keeps the browser's own start.
+  const mainRef = useRef<HTMLElement>(null)
+  const shown = useRef(false)
+  useEffect(() => {
+    if (shown.current) mainRef.current?.focus({ preventScroll: true })
+    shown.current = true
+  }, [path])
 
   const page = route(path, operator)
   const bot = botMatch(path)
@@ -92,7 +101,7 @@ function Shell({ user }: { user: Principal }) {
             </ul>
           )}
         </nav>
-        <main id="main" tabIndex={-1}>
+        <main id="main" tabIndex={-1} ref={mainRef}>
           {page}
         </main>
       </div>
