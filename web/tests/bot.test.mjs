@@ -165,6 +165,15 @@ describe('a bot', () => {
   it('chats in the sandbox and shows the transcript on the Users page', async () => {
     const { page } = b
     await page.getByRole('link', { name: 'Sandbox' }).click()
+    // A phone that never wrote: no conversation until its first message.
+    b.allow(404, /^\/admin\/v1\/customers\/\d+\/bots\/[0-9a-f]+\/users\/919800000002$/)
+    await page.getByLabel('Phone number (with country code)').fill('+91 98000 00002')
+    await page.getByRole('button', { name: 'Open chat' }).click()
+    await page.getByText('No messages yet').waitFor()
+    await page.getByLabel('Message', { exact: true }).fill('first words')
+    await page.getByRole('button', { name: 'Send' }).click()
+    await page.getByRole('region', { name: 'Chat as +919800000002' }).getByText('first words').waitFor()
+
     await page.getByLabel('Phone number (with country code)').fill(phone)
     await page.getByRole('button', { name: 'Open chat' }).click()
     const screen = page.getByRole('region', { name: `Chat as +${phone}` })
