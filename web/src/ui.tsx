@@ -77,6 +77,13 @@ export function Loaded<T>({
   return <>{children(state.data)}</>
 }
 
+/** Names the page in the window title (and so in tabs, history and screen readers). */
+export function useTitle(title: string): void {
+  useEffect(() => {
+    document.title = title ? `${title} · Parley console` : 'Parley console'
+  }, [title])
+}
+
 /** A list's empty state. */
 export function Empty({ children }: { children: ReactNode }) {
   return <p className="empty">{children}</p>

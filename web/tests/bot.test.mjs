@@ -145,6 +145,7 @@ describe('a bot', () => {
     const { page } = b
     await page.getByRole('link', { name: 'Runs', exact: true }).click()
     await page.getByTestId('run-row').first().waitFor()
+    assert.equal(await page.title(), 'Runs · support · Parley console')
     await page.getByLabel('Flow').selectOption('order_update')
     await page.getByLabel('Status').selectOption('waiting')
     await page.getByRole('button', { name: 'Filter' }).click()

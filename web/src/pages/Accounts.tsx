@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from 'react'
 import type { ConsoleUser, Customer } from '../api'
 import { useApi } from '../session'
-import { ConfirmButton, Empty, ErrorNote, Loaded, Time, useAction, useLoad } from '../ui'
+import { ConfirmButton, Empty, ErrorNote, Loaded, Time, useAction, useLoad, useTitle } from '../ui'
 
 const minPassword = 10
 
@@ -10,6 +10,7 @@ export function Accounts() {
   const api = useApi()
   const users = useLoad(() => api.users(), [api])
   const customers = useLoad(() => api.customers(), [api])
+  useTitle('Accounts')
   const names = new Map<number, string>(
     customers.state.kind === 'ok' ? customers.state.data.map((c) => [c.customer_id, c.name]) : [],
   )

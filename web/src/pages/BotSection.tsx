@@ -2,7 +2,7 @@ import { useEffect, useMemo, type ReactNode } from 'react'
 import type { BotCtx } from '../bot'
 import { Link, match, navigate } from '../router'
 import { useApi } from '../session'
-import { Loaded, useLoad } from '../ui'
+import { Loaded, useLoad, useTitle } from '../ui'
 import { Channels } from './Channels'
 import { FlowPage } from './FlowPage'
 import { Flows } from './Flows'
@@ -61,6 +61,8 @@ function BotPage({ cid, botKey, name, rest }: { cid: number; botKey: string; nam
     () => ({ cid, botKey, name, api: api.bot(cid, botKey), base: `/customers/${cid}/bots/${encodeURIComponent(botKey)}` }),
     [api, cid, botKey, name],
   )
+  const slug = rest.split('/')[1] ?? ''
+  useTitle(`${botPages.find((p) => p.slug === slug)?.title ?? 'Bot'} · ${name}`)
   return (
     <>
       <nav aria-label="Breadcrumb" className="crumbs">

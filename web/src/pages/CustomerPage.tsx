@@ -2,7 +2,7 @@ import { useState, type FormEvent } from 'react'
 import type { NewBot } from '../api'
 import { Link } from '../router'
 import { useApi } from '../session'
-import { CopyField, Empty, ErrorNote, Loaded, Time, useAction, useLoad } from '../ui'
+import { CopyField, Empty, ErrorNote, Loaded, Time, useAction, useLoad, useTitle } from '../ui'
 
 /** A customer's bots, and a form to add one. */
 export function CustomerPage({ cid }: { cid: number }) {
@@ -12,6 +12,7 @@ export function CustomerPage({ cid }: { cid: number }) {
   const [name, setName] = useState('')
   const [created, setCreated] = useState<NewBot | null>(null)
   const create = useAction()
+  useTitle(customer.state.kind === 'ok' ? customer.state.data.name : `Customer ${cid}`)
 
   const submit = (e: FormEvent) => {
     e.preventDefault()

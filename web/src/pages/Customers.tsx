@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from 'react'
 import { Link, navigate } from '../router'
 import { useApi } from '../session'
-import { Empty, ErrorNote, Loaded, Time, useAction, useLoad } from '../ui'
+import { Empty, ErrorNote, Loaded, Time, useAction, useLoad, useTitle } from '../ui'
 
 /** Operators: every customer, and a form to add one. */
 export function Customers() {
@@ -9,6 +9,7 @@ export function Customers() {
   const { state, reload } = useLoad(() => api.customers(), [api])
   const [name, setName] = useState('')
   const create = useAction()
+  useTitle('Customers')
 
   const submit = (e: FormEvent) => {
     e.preventDefault()

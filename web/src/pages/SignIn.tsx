@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from 'react'
 import { useSession } from '../session'
-import { ErrorNote, useAction } from '../ui'
+import { ErrorNote, useAction, useTitle } from '../ui'
 
 type Mode = 'password' | 'token'
 
@@ -12,6 +12,7 @@ export function SignIn({ expired, error }: { expired: boolean; error?: string })
   const [password, setPassword] = useState('')
   const [token, setToken] = useState('')
   const action = useAction()
+  useTitle('Sign in')
 
   const submit = (e: FormEvent) => {
     e.preventDefault()
