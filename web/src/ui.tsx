@@ -68,9 +68,12 @@ export function Loaded<T>({
         <p>
           Could not load {what}: {describe(state.error)}
         </p>
-        <button type="button" onClick={() => retry()}>
-          Retry
-        </button>
+        {/* Asking again does not change a refusal or an absence. */}
+        {state.error.status !== 403 && state.error.status !== 404 && (
+          <button type="button" onClick={() => retry()}>
+            Retry
+          </button>
+        )}
       </div>
     )
   }
