@@ -52,6 +52,8 @@ func commands() map[string]command {
 		"account": {"account set: change a customer account's settings", accountCmd},
 		"user":    {"user create|list|delete|passwd: console accounts (operators and customer users)", userCmd},
 
+		"broadcast": {"broadcast list|show|cancel: a bot's broadcasts", broadcastCmd},
+
 		"httpstep": {"httpstep test|logs|state|remap|reset-alert: an http node's test call, logs and alerts", httpStepCmd},
 	}
 }
