@@ -49,6 +49,7 @@ func commands() map[string]command {
 		"key":     {"key create|list|revoke|regenerate: manage a bot's API keys", keyCmd},
 		"flow":    {"flow import|export|validate: manage flow documents", flowCmd},
 		"account": {"account set: change a customer account's settings", accountCmd},
+		"channel": {"channel set|show: a bot's channel adapter and credentials", channelCmd},
 
 		"httpstep": {"httpstep test|logs|state|remap|reset-alert: an http node's test call, logs and alerts", httpStepCmd},
 	}
