@@ -63,7 +63,6 @@ type Server struct {
 	steps  *httpstep.Service
 	api    *api.Server
 	http   *http.Server
-	ln     net.Listener
 	closed bool
 }
 
