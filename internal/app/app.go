@@ -72,7 +72,6 @@ type Server struct {
 	bc    *broadcast.Service
 	api   *api.Server
 	http  *http.Server
-	ln    net.Listener
 	// metrics serves /metrics on MetricsAddr (nil when it is not set).
 	metrics   *http.Server
 	metricsLn net.Listener
