@@ -52,6 +52,13 @@ func newEnv(t *testing.T, st *store.Store, opts ...envOption) *env {
 	}
 	t.Cleanup(func() { _ = e.eng.Stop(context.Background()) })
 	deps.Engine = e.eng
+	if deps.Broadcasts != nil {
+		// Publishing needs this instance's heartbeat, which the engine's start wrote.
+		if err := deps.Broadcasts.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = deps.Broadcasts.Stop(context.Background()) })
+	}
 	e.srv = httptest.NewServer(api.New(deps))
 	t.Cleanup(e.srv.Close)
 	var err error

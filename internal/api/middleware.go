@@ -65,7 +65,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
-		r.Body = http.MaxBytesReader(rec, r.Body, maxBody)
+		r.Body = http.MaxBytesReader(rec, r.Body, bodyLimit(r))
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parleyhq/parley/internal/auth"
+	"github.com/parleyhq/parley/internal/broadcast"
 	"github.com/parleyhq/parley/internal/channel/registry"
 	"github.com/parleyhq/parley/internal/console"
 	"github.com/parleyhq/parley/internal/engine"
@@ -41,6 +42,8 @@ type Deps struct {
 	HTTPSteps *httpstep.Service
 	// Console signs console users in; built from Store and AdminToken when nil.
 	Console *console.Service
+	// Broadcasts accepts and reports broadcasts; nil answers 503 on their routes.
+	Broadcasts *broadcast.Service
 	// SeparateMetrics leaves /metrics out of the API: the server serves it on a listener
 	// of its own (--metrics-addr), through MetricsHandler.
 	SeparateMetrics bool
@@ -107,6 +110,7 @@ func (s *Server) routes() {
 	s.adminRoutes()
 	s.browseRoutes()
 	s.draftRoutes()
+	s.broadcastRoutes()
 	s.channelRoutes()
 	s.httpStepRoutes()
 

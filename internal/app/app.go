@@ -21,6 +21,7 @@ import (
 	"github.com/parleyhq/parley/internal/alert"
 	"github.com/parleyhq/parley/internal/api"
 	"github.com/parleyhq/parley/internal/auth"
+	"github.com/parleyhq/parley/internal/broadcast"
 	"github.com/parleyhq/parley/internal/channel/registry"
 	"github.com/parleyhq/parley/internal/engine"
 	"github.com/parleyhq/parley/internal/httpstep"
@@ -55,6 +56,9 @@ type Config struct {
 	// (e.g. one only the monitoring network reaches), and the API's listener no longer
 	// serves it.
 	MetricsAddr string
+	// BroadcastMax bounds the recipients of one broadcast (broadcast.DefaultMax when not
+	// positive).
+	BroadcastMax int
 }
 
 // Server is a running Parley.
@@ -65,9 +69,9 @@ type Server struct {
 	q     *queue.Queue
 	eng   *engine.Engine
 	steps *httpstep.Service
+	bc    *broadcast.Service
 	api   *api.Server
 	http  *http.Server
-	ln    net.Listener
 	// metrics serves /metrics on MetricsAddr (nil when it is not set).
 	metrics   *http.Server
 	metricsLn net.Listener
@@ -136,9 +140,12 @@ func (s *Server) init(ctx context.Context) error {
 	channels := registry.New(s.st, registry.Options{})
 	s.eng = engine.New(s.st, engine.Config{Workers: s.cfg.Workers, Log: s.log.With("component", "engine"), Registry: reg,
 		Channels: channels, HTTP: s.steps})
+	s.bc = broadcast.New(broadcast.Config{Store: s.st, Channels: channels, InstanceID: s.eng.InstanceID(), Max: s.cfg.BroadcastMax,
+		Log: s.log.With("component", "broadcast")})
 	authSvc := auth.New(s.st, 0)
 	s.api = api.New(api.Deps{Store: s.st, Auth: authSvc, Engine: s.eng, Channels: channels, Log: s.log.With("component", "http"),
-		Registry: reg, AdminToken: s.cfg.AdminToken, Ready: s.st.Ping, HTTPSteps: s.steps, SeparateMetrics: s.cfg.MetricsAddr != ""})
+		Registry: reg, AdminToken: s.cfg.AdminToken, Ready: s.st.Ping, HTTPSteps: s.steps, SeparateMetrics: s.cfg.MetricsAddr != "",
+		Broadcasts: s.bc})
 	if s.cfg.MetricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", api.MetricsHandler(reg))
@@ -217,6 +224,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		closeListeners()
 		return errors.Join(err, s.eng.Stop(context.Background()))
 	}
+	if err := s.bc.Start(ctx); err != nil {
+		closeListeners()
+		return errors.Join(err, s.q.Stop(context.Background()), s.eng.Stop(context.Background()))
+	}
 	s.http = &http.Server{
 		Handler:           s.api,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -260,6 +271,9 @@ func (s *Server) shutdown() error {
 		if err := s.metrics.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("metrics shutdown: %w", err))
 		}
+	}
+	if err := s.bc.Stop(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	if err := s.eng.Stop(ctx); err != nil {
 		errs = append(errs, err)

@@ -1,58 +1,41 @@
-package cli
+package cli_test
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/parleyhq/parley/internal/auth"
 	"github.com/parleyhq/parley/internal/channel"
 	"github.com/parleyhq/parley/internal/channel/registry"
+	"github.com/parleyhq/parley/internal/cli"
 	"github.com/parleyhq/parley/internal/store"
+	"github.com/parleyhq/parley/internal/store/storetest"
 )
 
-// runChannel runs `parley channel ...` in process and returns the exit code and output.
-func runChannel(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
+// runCode runs a parley command line in process, as cmd/parley does, and returns the exit
+// code and both outputs.
+func runCode(args ...string) (int, string, string) {
 	var out, errOut bytes.Buffer
-	env := Env{Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }}
-	args = append([]string{"channel"}, args...)
-	var code int
-	if _, ok := commands()["channel"]; ok {
-		code = Run(context.Background(), args, env)
-	} else {
-		// Until the command table lists "channel", run it the way Run runs a command.
-		switch err := channelCmd(context.Background(), env, args[1:]); {
-		case err == nil:
-			code = exitOK
-		case errors.As(err, new(usageError)):
-			errOut.WriteString(err.Error())
-			code = exitUsage
-		default:
-			errOut.WriteString(err.Error())
-			code = exitError
-		}
-	}
+	code := cli.Run(context.Background(), args, cli.Env{Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }})
 	return code, out.String(), errOut.String()
 }
 
 func TestChannelCommand(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			t.Parallel()
+			testChannelCommand(t, e.DSN(t))
+		})
+	}
+}
+
+func testChannelCommand(t *testing.T, db string) {
 	ctx := context.Background()
-	db := filepath.Join(t.TempDir(), "parley.db")
-	st, err := openDB(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nb, err := auth.New(st, 0).CreateBot(ctx, "acme", "support")
-	st.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	var nb newBot
+	run(t, &nb, "bot", "create", "--db", db, "--customer", "acme", "--name", "support")
 	bot := []string{"--db", db, "--customer", strconv.FormatInt(nb.CustomerID, 10), "--bot", nb.BotKey}
 	const token, secret = "EAAG-graph-token-abcd1234", "app-secret-0123456789"
 
@@ -76,22 +59,24 @@ func TestChannelCommand(t *testing.T) {
 		{"show both", []string{"show"}, 0, []string{`"channel": "whatsapp"`, `"channel": "rcs"`, `"bot_key": "` + nb.BotKey + `"`}, []string{token, secret}},
 		{"show one", []string{"show", "--channel", "rcs"}, 0, []string{`"channel": "rcs"`}, []string{`"channel": "whatsapp"`}},
 		{"adapter of another channel", []string{"set", "--channel", "whatsapp", "--adapter", "rcs", "--agent-id", "a", "--token", "t"},
-			2, []string{"cannot serve"}, nil},
+			2, []string{"parley channel: ", "cannot serve"}, nil},
 		{"sandbox with a token", []string{"set", "--channel", "rcs", "--adapter", "sandbox", "--token", "t"}, 2, []string{"token does not apply"}, nil},
 		{"bad base url", []string{"set", "--channel", "whatsapp", "--adapter", "whatsapp", "--base-url", "ftp://x"}, 2, []string{"base_url"}, nil},
 		{"bad rate", []string{"set", "--channel", "whatsapp", "--adapter", "whatsapp", "--rate", "fast"}, 2, []string{"--rate"}, nil},
 		{"no adapter", []string{"set", "--channel", "whatsapp"}, 2, []string{"--adapter is required"}, nil},
 		{"no channel", []string{"set", "--adapter", "sandbox"}, 2, []string{"--channel must be"}, nil},
 		{"unknown channel", []string{"show", "--channel", "sms"}, 2, []string{"--channel must be"}, nil},
+		{"unknown flag", []string{"show", "--adapter", "sandbox"}, 2, []string{"flag provided but not defined"}, nil},
 		{"unknown subcommand", []string{"delete"}, 2, []string{"unknown subcommand"}, nil},
+		{"no subcommand", nil, 2, []string{"missing subcommand"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := tt.args
-			if tt.args[0] == "set" || tt.args[0] == "show" {
-				args = append(append([]string{tt.args[0]}, bot...), tt.args[1:]...)
+			args := append([]string{"channel"}, tt.args...)
+			if len(tt.args) > 0 && (tt.args[0] == "set" || tt.args[0] == "show") {
+				args = append(append([]string{"channel", tt.args[0]}, bot...), tt.args[1:]...)
 			}
-			code, out, errOut := runChannel(t, args...)
+			code, out, errOut := runCode(args...)
 			if code != tt.wantCode {
 				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.wantCode, out, errOut)
 			}
@@ -116,7 +101,7 @@ func TestChannelCommand(t *testing.T) {
 	}
 
 	// What was set is what a server reads, secrets in full.
-	st, err = store.Open(ctx, db, store.Options{})
+	st, err := store.Open(ctx, db, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +110,7 @@ func TestChannelCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := registry.New(st, registry.Options{}).Get(ctx, b.ID, "whatsapp")
+	got, err := registry.New(st, registry.Options{}).Get(ctx, b.ID, channel.WhatsApp)
 	want := channel.Config{Adapter: "whatsapp", BaseURL: "http://127.0.0.1:9/graph", PhoneNumberID: "104242", Token: token,
 		AppSecret: secret, VerifyToken: "v-token", RatePerSecond: registry.Unlimited}
 	if err != nil || got != want {
@@ -133,7 +118,7 @@ func TestChannelCommand(t *testing.T) {
 	}
 
 	// An unknown bot is an error, not a crash.
-	if code, _, errOut := runChannel(t, "show", "--db", db, "--customer", strconv.FormatInt(nb.CustomerID, 10), "--bot", "0000000000000000"); code != 1 ||
+	if code, _, errOut := runCode("channel", "show", "--db", db, "--customer", strconv.FormatInt(nb.CustomerID, 10), "--bot", "0000000000000000"); code != 1 ||
 		!strings.Contains(errOut, "has no bot") {
 		t.Fatalf("unknown bot: exit %d, %s", code, errOut)
 	}

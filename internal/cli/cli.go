@@ -51,6 +51,9 @@ func commands() map[string]command {
 		"flow":    {"flow import|export|validate: manage flow documents", flowCmd},
 		"account": {"account set: change a customer account's settings", accountCmd},
 		"user":    {"user create|list|delete|passwd: console accounts (operators and customer users)", userCmd},
+		"channel": {"channel set|show: a bot's channel adapter and credentials", channelCmd},
+
+		"broadcast": {"broadcast list|show|cancel: a bot's broadcasts", broadcastCmd},
 
 		"httpstep": {"httpstep test|logs|state|remap|reset-alert: an http node's test call, logs and alerts", httpStepCmd},
 	}

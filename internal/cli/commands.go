@@ -11,6 +11,7 @@ import (
 
 	"github.com/parleyhq/parley/internal/app"
 	"github.com/parleyhq/parley/internal/auth"
+	"github.com/parleyhq/parley/internal/broadcast"
 	"github.com/parleyhq/parley/internal/catalog"
 	"github.com/parleyhq/parley/internal/flow"
 	"github.com/parleyhq/parley/internal/store"
@@ -34,10 +35,23 @@ func serve(ctx context.Context, env Env, args []string) error {
 	logLevel := fs.String("log-level", envOr(env, "PARLEY_LOG_LEVEL", "info"), "debug, info, warn or error (env PARLEY_LOG_LEVEL)")
 	metricsAddr := fs.String("metrics-addr", envOr(env, "PARLEY_METRICS_ADDR", ""),
 		"serve /metrics on this address instead of --addr (env PARLEY_METRICS_ADDR)")
+	broadcastMax := fs.Int("broadcast-max", 0, fmt.Sprintf("most recipients of one broadcast (default %d; env PARLEY_BROADCAST_MAX)", broadcast.DefaultMax))
 	hf := addHTTPStepFlags(fs, env)
 	smtpURL := smtpFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *broadcastMax == 0 {
+		if v := env.Getenv("PARLEY_BROADCAST_MAX"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return usageError{"PARLEY_BROADCAST_MAX must be a positive number"}
+			}
+			*broadcastMax = n
+		}
+	}
+	if *broadcastMax < 0 {
+		return usageError{"--broadcast-max must be a positive number"}
 	}
 	httpRate, httpAllow, err := hf.values()
 	if err != nil {
@@ -62,7 +76,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 	app.TuneGC()
 	srv, err := app.Open(ctx, app.Config{Addr: *addr, DB: *db, AdminToken: *adminToken, Demo: *demo, Workers: *workers,
 		Log: log, DemoOut: env.Stdout, HTTPRate: httpRate, HTTPAllow: httpAllow, SMTPURL: smtpValue(*smtpURL, env),
-		MetricsAddr: *metricsAddr})
+		MetricsAddr: *metricsAddr, BroadcastMax: *broadcastMax})
 	if err != nil {
 		return err
 	}

@@ -44,8 +44,8 @@ type Config struct {
 	// MaxSteps bounds the nodes one run executes without waiting (default 1000), so a
 	// cycle through jumps cannot spin forever.
 	MaxSteps int
-	// BatchWriters and BatchSize tune the group commit (defaults: 1 writer on SQLite, 4 on
-	// PostgreSQL; 128 operations per commit).
+	// BatchWriters and BatchSize tune the group commit; zero takes store.NewBatcher's
+	// defaults (1 writer on SQLite, 8 on PostgreSQL; 128 operations per commit).
 	BatchWriters, BatchSize int
 
 	Channels ChannelResolver

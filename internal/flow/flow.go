@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"regexp"
 	"unicode/utf8"
 
@@ -244,6 +245,9 @@ func decode(data []byte) (*Flow, error) {
 	if err := strictUnmarshal(data, &raw); err != nil {
 		return nil, ValidationErrors{{Msg: "flow document: " + err.Error()}}
 	}
+	if err := exactMembers(data, reflect.TypeFor[rawFlow](), ""); err != nil {
+		return nil, ValidationErrors{{Msg: "flow document: " + err.Error()}}
+	}
 	f := &Flow{Key: raw.Key, Name: raw.Name, Start: raw.Start, Nodes: make([]Node, 0, len(raw.Nodes)), Layout: raw.Layout}
 	var errs ValidationErrors
 	for i, rn := range raw.Nodes {
@@ -264,7 +268,12 @@ func decode(data []byte) (*Flow, error) {
 			errs = append(errs, ValidationError{Node: label, Msg: fmt.Sprintf("unknown type %q (want message, decision, set, input, http, jump or end)", head.Type)})
 			continue
 		}
-		if err := strictUnmarshal(withoutType(rn), n); err != nil {
+		body := withoutType(rn)
+		if err := strictUnmarshal(body, n); err != nil {
+			errs = append(errs, ValidationError{Node: label, Msg: err.Error()})
+			continue
+		}
+		if err := exactMembers(body, reflect.TypeOf(n), ""); err != nil {
 			errs = append(errs, ValidationError{Node: label, Msg: err.Error()})
 			continue
 		}

@@ -61,53 +61,62 @@ func doc(nodes ...string) string {
 	return `{"start": "a", "nodes": [` + strings.Join(nodes, ",") + `]}`
 }
 
+// parseErrorCases are invalid documents, each with the node and message Parse must name.
+// TestSchemaAgreesWithParse runs them through the JSON Schema too.
+var parseErrorCases = []struct {
+	name      string
+	doc       string
+	node, msg string
+}{
+	{"not json", `{"start":`, "", "flow document"},
+	{"unknown top-level field", `{"start": "a", "nodes": [{"id": "a", "type": "end"}], "extra": 1}`, "", "unknown field"},
+	{"no nodes", `{"start": "a", "nodes": []}`, "", "at least one node"},
+	{"missing start", `{"nodes": [{"id": "a", "type": "end"}]}`, "", "missing start"},
+	{"start not a node", `{"start": "zz", "nodes": [{"id": "a", "type": "end"}]}`, "", `"zz" does not exist`},
+	{"unknown type", doc(`{"id": "a", "type": "teleport"}`), "a", `unknown type "teleport"`},
+	{"unknown field", doc(`{"id": "a", "type": "end", "next": "b"}`), "a", "unknown field"},
+	{"duplicate id", doc(`{"id": "a", "type": "message", "text": "x", "next": "a2"}`, `{"id": "a2", "type": "end"}`, `{"id": "a2", "type": "end"}`), "a2", "duplicate"},
+	{"reserved id", `{"start": "user", "nodes": [{"id": "user", "type": "end"}]}`, "user", "reserved"},
+	{"bad id", `{"start": "a b", "nodes": [{"id": "a b", "type": "end"}]}`, "a b", "ids use"},
+	{"dangling next", doc(`{"id": "a", "type": "message", "text": "x", "next": "ghost"}`), "a", `"ghost"`},
+	{"dangling branch", doc(`{"id": "a", "type": "decision", "branches": [{"when": {"attribute": "x", "op": "exists"}, "next": "ghost"}]}`), "a", `"ghost"`},
+	{"unreachable", doc(`{"id": "a", "type": "end"}`, `{"id": "lost", "type": "end"}`), "lost", "unreachable"},
+	{"bad regex", doc(`{"id": "a", "type": "decision", "branches": [{"when": {"attribute": "x", "op": "matches", "value": "(["}, "next": "b"}]}`, `{"id": "b", "type": "end"}`), "a", "regular expression"},
+	{"bad url", doc(`{"id": "a", "type": "http", "method": "GET", "url": "ftp://x.example.com"}`), "a", "http://"},
+	{"url without host", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https:///path"}`), "a", "no host"},
+	{"bad method", doc(`{"id": "a", "type": "http", "method": "FETCH", "url": "https://x.example.com"}`), "a", "FETCH"},
+	{"bad json body", doc(`{"id": "a", "type": "http", "method": "POST", "url": "https://x.example.com", "body": {"mode": "json", "content": "{nope"}}`), "a", "not valid JSON"},
+	{"bad body mode", doc(`{"id": "a", "type": "http", "method": "POST", "url": "https://x.example.com", "body": {"mode": "xml"}}`), "a", "xml"},
+	{"timeout over 60", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "timeout_seconds": 61}`), "a", "between 1 and 60"},
+	{"bad on_failure", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "on_failure": "retry"}`), "a", "continue or stop"},
+	{"too many alert emails", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "alert_emails": ["a@x.io","b@x.io","c@x.io","d@x.io","e@x.io","f@x.io","g@x.io","h@x.io","i@x.io","j@x.io","k@x.io"]}`), "a", "at most 10"},
+	{"bad alert email", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "alert_emails": ["not an address"]}`), "a", "not an email"},
+	{"bad save path", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "save": {"t": "items.#.id"}}`), "a", "JSON path"},
+	{"message without body", doc(`{"id": "a", "type": "message"}`), "a", "needs a text"},
+	{"two bodies", doc(`{"id": "a", "type": "message", "card": {"title": "t"}, "template": {"name": "n", "language": {"code": "en"}}}`), "a", "one of"},
+	{"long button", doc(`{"id": "a", "type": "message", "text": "x", "buttons": [{"title": "this title is far too long"}]}`), "a", "longer than 20"},
+	{"bad media type", doc(`{"id": "a", "type": "message", "media": {"type": "gif", "url": "https://x.example.com/a.gif"}}`), "a", "gif"},
+	{"bad op", doc(`{"id": "a", "type": "decision", "branches": [{"when": {"attribute": "x", "op": "like", "value": "y"}, "next": "b"}]}`, `{"id": "b", "type": "end"}`), "a", `"like"`},
+	{"gt needs number", doc(`{"id": "a", "type": "decision", "branches": [{"when": {"attribute": "x", "op": "gt", "value": "big"}, "next": "b"}]}`, `{"id": "b", "type": "end"}`), "a", "needs a number"},
+	{"in needs list", doc(`{"id": "a", "type": "decision", "branches": [{"when": {"attribute": "x", "op": "in", "value": "y"}, "next": "b"}]}`, `{"id": "b", "type": "end"}`), "a", "list"},
+	{"empty condition", doc(`{"id": "a", "type": "decision", "branches": [{"when": {}, "next": "b"}]}`, `{"id": "b", "type": "end"}`), "a", "empty condition"},
+	{"set nothing", doc(`{"id": "a", "type": "set"}`), "a", "set or clear"},
+	{"bad attribute", doc(`{"id": "a", "type": "set", "set": {"bad name": "x"}}`), "a", "not a valid attribute"},
+	{"on_timeout without timeout", doc(`{"id": "a", "type": "input", "on_timeout": "b"}`, `{"id": "b", "type": "end"}`), "a", "timeout_seconds"},
+	{"jump without flow", doc(`{"id": "a", "type": "jump"}`), "a", "missing"},
+	{"loop without input", doc(`{"id": "a", "type": "set", "set": {"x": "1"}, "next": "b"}`, `{"id": "b", "type": "message", "text": "x", "next": "a"}`), "a", "loop"},
+	{"bad reference", doc(`{"id": "a", "type": "message", "text": "hi {{not valid!}}"}`), "a", "not a valid reference"},
+	{"save shadows node", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "save": {"a.x": "y"}}`), "a", "shadow"},
+	{"member name in the wrong case", `{"Start": "a", "nodes": [{"id": "a", "type": "end"}]}`, "", `unknown field "Start"`},
+	{"node member in the wrong case", doc(`{"id": "a", "type": "message", "Text": "x"}`), "a", `unknown field "Text"`},
+	{"nested member in the wrong case", doc(`{"id": "a", "type": "decision", "branches": [{"when": {"Attribute": "x", "op": "exists"}, "next": "b"}]}`, `{"id": "b", "type": "end"}`), "a", `branches[0].when: unknown field "Attribute"`},
+	{"null member", doc(`{"id": "a", "type": "message", "text": "x", "next": null}`), "a", "next: null is not a value here"},
+	{"null button", doc(`{"id": "a", "type": "message", "text": "x", "buttons": [null]}`), "a", "buttons[0]: null"},
+	{"long text in characters", doc(`{"id": "a", "type": "message", "text": "` + strings.Repeat("é", MaxTextLength+1) + `"}`), "a", "longer than 4096"},
+}
+
 func TestParseErrors(t *testing.T) {
-	tests := []struct {
-		name      string
-		doc       string
-		node, msg string
-	}{
-		{"not json", `{"start":`, "", "flow document"},
-		{"unknown top-level field", `{"start": "a", "nodes": [{"id": "a", "type": "end"}], "extra": 1}`, "", "unknown field"},
-		{"no nodes", `{"start": "a", "nodes": []}`, "", "at least one node"},
-		{"missing start", `{"nodes": [{"id": "a", "type": "end"}]}`, "", "missing start"},
-		{"start not a node", `{"start": "zz", "nodes": [{"id": "a", "type": "end"}]}`, "", `"zz" does not exist`},
-		{"unknown type", doc(`{"id": "a", "type": "teleport"}`), "a", `unknown type "teleport"`},
-		{"unknown field", doc(`{"id": "a", "type": "end", "next": "b"}`), "a", "unknown field"},
-		{"duplicate id", doc(`{"id": "a", "type": "message", "text": "x", "next": "a2"}`, `{"id": "a2", "type": "end"}`, `{"id": "a2", "type": "end"}`), "a2", "duplicate"},
-		{"reserved id", `{"start": "user", "nodes": [{"id": "user", "type": "end"}]}`, "user", "reserved"},
-		{"bad id", `{"start": "a b", "nodes": [{"id": "a b", "type": "end"}]}`, "a b", "ids use"},
-		{"dangling next", doc(`{"id": "a", "type": "message", "text": "x", "next": "ghost"}`), "a", `"ghost"`},
-		{"dangling branch", doc(`{"id": "a", "type": "decision", "branches": [{"when": {"attribute": "x", "op": "exists"}, "next": "ghost"}]}`), "a", `"ghost"`},
-		{"unreachable", doc(`{"id": "a", "type": "end"}`, `{"id": "lost", "type": "end"}`), "lost", "unreachable"},
-		{"bad regex", doc(`{"id": "a", "type": "decision", "branches": [{"when": {"attribute": "x", "op": "matches", "value": "(["}, "next": "b"}]}`, `{"id": "b", "type": "end"}`), "a", "regular expression"},
-		{"bad url", doc(`{"id": "a", "type": "http", "method": "GET", "url": "ftp://x.example.com"}`), "a", "http://"},
-		{"url without host", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https:///path"}`), "a", "no host"},
-		{"bad method", doc(`{"id": "a", "type": "http", "method": "FETCH", "url": "https://x.example.com"}`), "a", "FETCH"},
-		{"bad json body", doc(`{"id": "a", "type": "http", "method": "POST", "url": "https://x.example.com", "body": {"mode": "json", "content": "{nope"}}`), "a", "not valid JSON"},
-		{"bad body mode", doc(`{"id": "a", "type": "http", "method": "POST", "url": "https://x.example.com", "body": {"mode": "xml"}}`), "a", "xml"},
-		{"timeout over 60", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "timeout_seconds": 61}`), "a", "between 1 and 60"},
-		{"bad on_failure", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "on_failure": "retry"}`), "a", "continue or stop"},
-		{"too many alert emails", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "alert_emails": ["a@x.io","b@x.io","c@x.io","d@x.io","e@x.io","f@x.io","g@x.io","h@x.io","i@x.io","j@x.io","k@x.io"]}`), "a", "at most 10"},
-		{"bad alert email", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "alert_emails": ["not an address"]}`), "a", "not an email"},
-		{"bad save path", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "save": {"t": "items.#.id"}}`), "a", "JSON path"},
-		{"message without body", doc(`{"id": "a", "type": "message"}`), "a", "needs a text"},
-		{"two bodies", doc(`{"id": "a", "type": "message", "card": {"title": "t"}, "template": {"name": "n", "language": {"code": "en"}}}`), "a", "one of"},
-		{"long button", doc(`{"id": "a", "type": "message", "text": "x", "buttons": [{"title": "this title is far too long"}]}`), "a", "longer than 20"},
-		{"bad media type", doc(`{"id": "a", "type": "message", "media": {"type": "gif", "url": "https://x.example.com/a.gif"}}`), "a", "gif"},
-		{"bad op", doc(`{"id": "a", "type": "decision", "branches": [{"when": {"attribute": "x", "op": "like", "value": "y"}, "next": "b"}]}`, `{"id": "b", "type": "end"}`), "a", `"like"`},
-		{"gt needs number", doc(`{"id": "a", "type": "decision", "branches": [{"when": {"attribute": "x", "op": "gt", "value": "big"}, "next": "b"}]}`, `{"id": "b", "type": "end"}`), "a", "needs a number"},
-		{"in needs list", doc(`{"id": "a", "type": "decision", "branches": [{"when": {"attribute": "x", "op": "in", "value": "y"}, "next": "b"}]}`, `{"id": "b", "type": "end"}`), "a", "list"},
-		{"empty condition", doc(`{"id": "a", "type": "decision", "branches": [{"when": {}, "next": "b"}]}`, `{"id": "b", "type": "end"}`), "a", "empty condition"},
-		{"set nothing", doc(`{"id": "a", "type": "set"}`), "a", "set or clear"},
-		{"bad attribute", doc(`{"id": "a", "type": "set", "set": {"bad name": "x"}}`), "a", "not a valid attribute"},
-		{"on_timeout without timeout", doc(`{"id": "a", "type": "input", "on_timeout": "b"}`, `{"id": "b", "type": "end"}`), "a", "timeout_seconds"},
-		{"jump without flow", doc(`{"id": "a", "type": "jump"}`), "a", "missing"},
-		{"loop without input", doc(`{"id": "a", "type": "set", "set": {"x": "1"}, "next": "b"}`, `{"id": "b", "type": "message", "text": "x", "next": "a"}`), "a", "loop"},
-		{"bad reference", doc(`{"id": "a", "type": "message", "text": "hi {{not valid!}}"}`), "a", "not a valid reference"},
-		{"save shadows node", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "save": {"a.x": "y"}}`), "a", "shadow"},
-	}
-	for _, tt := range tests {
+	for _, tt := range parseErrorCases {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse([]byte(tt.doc))
 			var verrs ValidationErrors
@@ -270,4 +279,11 @@ func FuzzValidAttributeName(f *testing.F) {
 			t.Fatalf("ValidAttributeName(%q) = %v, pattern says %v", s, got, want)
 		}
 	})
+}
+
+// The text limit counts characters, as channels do, not UTF-8 bytes.
+func TestTextLimitCountsCharacters(t *testing.T) {
+	if _, err := Parse([]byte(doc(`{"id": "a", "type": "message", "text": "` + strings.Repeat("é", MaxTextLength) + `"}`))); err != nil {
+		t.Fatalf("%d two-byte characters: %v", MaxTextLength, err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/parleyhq/parley/internal/msg"
 	"github.com/parleyhq/parley/internal/sanitize"
@@ -202,7 +203,7 @@ func (c *checker) content(id string, ct msg.Content, required bool) {
 	if len(ct.Buttons) > 0 && ct.Text == "" {
 		c.add(id, "buttons", "buttons need a text to go with them")
 	}
-	if len(ct.Text) > MaxTextLength {
+	if utf8.RuneCountInString(ct.Text) > MaxTextLength {
 		c.add(id, "text", "longer than %d characters", MaxTextLength)
 	}
 	c.template(id, "text", ct.Text)

@@ -59,10 +59,10 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Service makes the calls of http steps for runs and for the admin's Test action. It
-// satisfies the engine's HTTPCaller through a small adapter (package app), so neither
-// package depends on the other. It is safe for concurrent use; Close it after the last
-// call.
+// Service makes the calls of http steps for runs and for the admin's Test action. It is
+// the engine's HTTPCaller as it is: the engine uses this package's StepCall and
+// StepResult as its own types, and this package does not import the engine. It is safe
+// for concurrent use; Close it after the last call.
 type Service struct {
 	st          *store.Store
 	client      *Client

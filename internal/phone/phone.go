@@ -44,10 +44,7 @@ func Parse(raw string) (Number, error) {
 			return Number{}, fmt.Errorf("%w: %q has a character that is not a digit", ErrInvalid, raw)
 		}
 	}
-	digits := b.String()
-	if strings.HasPrefix(digits, "00") { // international call prefix instead of "+"
-		digits = digits[2:]
-	}
+	digits := strings.TrimPrefix(b.String(), "00") // international call prefix instead of "+"
 	if len(digits) < 8 || len(digits) > 15 {
 		return Number{}, fmt.Errorf("%w: %q should be a country code and number, 8 to 15 digits", ErrInvalid, raw)
 	}

@@ -27,8 +27,9 @@ type batchOp struct {
 // ErrClosed is returned by a Batcher that has been closed.
 var ErrClosed = errors.New("store: batcher closed")
 
-// NewBatcher starts writers goroutines (one suits SQLite's single writer; PostgreSQL
-// benefits from a few) that commit up to maxOps operations per transaction.
+// NewBatcher starts writers goroutines that commit up to maxOps operations per
+// transaction. Zero takes the defaults: 1 writer on SQLite (it has a single writer
+// anyway), 8 on PostgreSQL (which commits in parallel); 128 operations.
 func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
 	if writers <= 0 {
 		writers = 1
@@ -50,8 +51,10 @@ func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
 // Do runs fn inside a shared transaction and returns once that transaction committed (nil)
 // or fn's own error. fn may run twice (after another operation's failure rolled back the
 // shared transaction), so it must only touch the database and its own result variables.
-// Do always waits for the outcome, even if ctx ends, so a caller never mistakes a
-// committed operation for a lost one; ctx only bounds the statements.
+// ctx is not used for cancellation: fn runs under the writer's context, and Do always
+// waits for the outcome even if ctx ends. One caller giving up (a client that hung up)
+// must not roll back the transaction it shares with other callers' operations, and must
+// not leave the caller unsure whether its operation committed.
 func (b *Batcher) Do(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
 	b.closeMu.RLock()
 	if b.closed {

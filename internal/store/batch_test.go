@@ -1,0 +1,46 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/parleyhq/parley/internal/store"
+	"github.com/parleyhq/parley/internal/store/storetest"
+)
+
+// TestBatcherOutlivesTheCaller holds Do to its documented contract: a caller whose context
+// has ended still gets its operation committed and learns that it was, because the
+// transaction is shared with other callers.
+func TestBatcherOutlivesTheCaller(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		c, _, err := st.EnsureCustomer(ctx, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := st.CreateBot(ctx, c.ID, "0123456789abcdef", "demo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch := st.NewBatcher(0, 0)
+		defer batch.Close()
+
+		gone, cancel := context.WithCancel(ctx)
+		cancel()
+		err = batch.Do(gone, func(ctx context.Context, tx store.Tx) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			_, err := st.UpsertUser(ctx, tx, store.UserUpsert{BotID: b.ID, ChannelUserID: "919876543210", Channel: "whatsapp",
+				Attrs: map[string]string{"order": "42"}})
+			return err
+		})
+		if err != nil {
+			t.Fatalf("Do with an ended context = %v; want the operation committed", err)
+		}
+		u, err := st.UserByChannelID(ctx, b.ID, "919876543210")
+		if err != nil || u.Attrs["order"] != "42" {
+			t.Fatalf("user after Do = %+v, %v; want it stored", u, err)
+		}
+	})
+}
