@@ -91,9 +91,7 @@ function Shell({ user }: { user: Principal }) {
           </ul>
           {bot && (
             <ul aria-label="Bot">
-              {botPages
-                .filter((p) => p.shown)
-                .map((p) => (
+              {botPages.map((p) => (
                   <NavItem key={p.slug} to={`/customers/${bot.cid}/bots/${encodeURIComponent(bot.bot ?? '')}/${p.slug}`} path={path}>
                     {p.title}
                   </NavItem>

@@ -359,6 +359,52 @@ export interface HttpLogs {
   message?: string
 }
 
+export type BroadcastStatus = 'SCHEDULED' | 'PUBLISHING' | 'PUBLISHED' | 'CANCELLED' | 'FAILED'
+
+/** Recipients by state; sent, delivered and read are cumulative. */
+export interface BroadcastTotals {
+  recipients: number
+  queued: number
+  sent: number
+  delivered: number
+  read: number
+  failed: number
+  cancelled: number
+}
+
+/** A broadcast: its request as sent (fields the console shows), with its state filled in. */
+export interface Broadcast {
+  broadcastId: number
+  broadcastTitle?: string
+  platform?: string
+  status: BroadcastStatus
+  totals: BroadcastTotals
+  createdOn: string
+  publishedOn: string
+  finishedOn?: string
+  error?: string
+}
+
+export type RecipientStatus = 'queued' | 'sending' | 'sent' | 'delivered' | 'read' | 'failed' | 'cancelled'
+export const recipientStatuses: RecipientStatus[] = ['queued', 'sent', 'delivered', 'read', 'failed', 'cancelled']
+
+export interface BroadcastRecipient {
+  channelUserId: string
+  status: RecipientStatus
+  reason?: string
+  messageId?: string
+  providerMessageId?: string
+  updatedOn: string
+}
+
+export interface Recipients {
+  broadcastId: number
+  recipients: BroadcastRecipient[]
+  page_number: number
+  page_size: number
+  total: number
+}
+
 export interface RunFilter {
   flow?: string
   status?: string
@@ -662,6 +708,28 @@ export class BotClient {
 
   setChannel(ch: ChannelName, cfg: ChannelInput): Promise<ChannelView> {
     return this.c.request('PUT', `${this.base}/channels/${ch}`, cfg)
+  }
+
+  // Broadcasts (created through the platform API; read and cancelled here)
+
+  async broadcasts(cursor?: string, limit = 20): Promise<Page<Broadcast>> {
+    const r = await this.c.request<{ broadcasts: Broadcast[]; next_cursor: string | null }>(
+      'GET',
+      withQuery(`${this.base}/broadcasts`, { cursor, limit }),
+    )
+    return { items: r.broadcasts, next_cursor: r.next_cursor }
+  }
+
+  broadcast(id: number): Promise<Broadcast> {
+    return this.c.request('GET', `${this.base}/broadcasts/${id}`)
+  }
+
+  recipients(id: number, f: { status?: string; page_number?: number; page_size?: number }): Promise<Recipients> {
+    return this.c.request('GET', withQuery(`${this.base}/broadcasts/${id}/recipients`, { ...f }))
+  }
+
+  cancelBroadcast(id: number): Promise<Broadcast> {
+    return this.c.request('DELETE', `${this.base}/broadcasts/${id}`)
   }
 
   // HTTP steps

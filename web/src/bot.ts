@@ -20,6 +20,10 @@ export function triggerUrl(bot: BotCtx, flowKey: string, version: 'v1' | 'v2'): 
   return `${origin()}/bot-api/${v}/customer/${bot.cid}/bot/${bot.botKey}/flow/${encodeURIComponent(flowKey)}`
 }
 
+export function broadcastUrl(bot: BotCtx): string {
+  return `${origin()}/bot-api/v1.0/customer/${bot.cid}/bot/${bot.botKey}/broadcast`
+}
+
 export function templateUrl(bot: BotCtx): string {
   return `${origin()}/whatsapp-api/v1.0/customer/${bot.cid}/bot/${bot.botKey}/template`
 }

@@ -80,6 +80,21 @@ export function Loaded<T>({
   return <>{children(state.data)}</>
 }
 
+/** Calls fn every ms while active and the page is visible (live views poll this way). */
+export function useInterval(fn: () => void, ms: number, active: boolean): void {
+  const latest = useRef(fn)
+  useEffect(() => {
+    latest.current = fn
+  })
+  useEffect(() => {
+    if (!active) return
+    const t = window.setInterval(() => {
+      if (!document.hidden) latest.current()
+    }, ms)
+    return () => window.clearInterval(t)
+  }, [ms, active])
+}
+
 /** Names the page in the window title (and so in tabs, history and screen readers). */
 export function useTitle(title: string): void {
   useEffect(() => {
@@ -211,7 +226,7 @@ export function Time({ at, short }: { at: string | number | undefined | null; sh
 
 /** A run or message status as a coloured badge. */
 export function Badge({ value }: { value: string }) {
-  return <span className={`badge b-${value}`}>{value}</span>
+  return <span className={`badge b-${value.toLowerCase()}`}>{value}</span>
 }
 
 /** Offers text as a file download. */

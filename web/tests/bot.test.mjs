@@ -258,6 +258,43 @@ describe('a bot', () => {
     b.check()
   })
 
+  it('follows a broadcast sent with the curl, live, and cancels a scheduled one', async () => {
+    const { page } = b
+    // The regenerated key of the previous test is still shown, and used by the examples.
+    await page.getByLabel('Call').selectOption('broadcast')
+    const curl = await page.getByTestId('curl').innerText()
+    const sent = await runCurl(curl)
+    assert.equal(sent.status, 200, JSON.stringify(sent.body))
+    const id = sent.body.responseObject.broadcastId
+
+    await page.getByRole('link', { name: 'Broadcasts' }).click()
+    await page.getByRole('link', { name: 'Hello' }).first().click()
+    await page.getByRole('heading', { name: 'Hello' }).waitFor()
+    await page.getByText(/PUBLISHED|FAILED/).first().waitFor()
+    await page.getByRole('link', { name: phone }).waitFor()
+    assert.equal(await page.getByTestId('recipient-row').count(), 1)
+    await inspect(page, 'broadcast')
+
+    // One scheduled for tomorrow, cancelled from its page before it starts.
+    const c = parseCurl(curl)
+    const body = JSON.parse(c.body)
+    body.broadcastTitle = 'Tomorrow'
+    body.publishedOn = new Date(Date.now() + 86_400_000).toISOString()
+    const later = await fetch(c.url, { method: 'POST', headers: c.headers, body: JSON.stringify(body) })
+    assert.equal(later.status, 200)
+    await page.getByRole('link', { name: 'Broadcasts' }).click()
+    await page.getByTestId('broadcast-row').filter({ hasText: 'SCHEDULED' }).waitFor()
+    await inspect(page, 'broadcasts')
+    await page.getByRole('link', { name: 'Tomorrow' }).click()
+    await page.getByRole('button', { name: 'Cancel broadcast' }).click()
+    await page.getByRole('button', { name: 'Yes, cancel broadcast' }).click()
+    await page.getByText('CANCELLED').first().waitFor()
+    assert.equal(await page.getByRole('button', { name: 'Cancel broadcast' }).count(), 0)
+    const first = await srv.admin('GET', `/admin/v1/customers/${bot.cid}/bots/${bot.botKey}/broadcasts/${id}`)
+    assert.notEqual(first.status, 'CANCELLED')
+    b.check()
+  })
+
   it('shows media and cards in the transcript', async () => {
     const { page } = b
     const api = `/admin/v1/customers/${bot.cid}/bots/${bot.botKey}`

@@ -3,6 +3,7 @@ import type { BotCtx } from '../bot'
 import { Link, match, navigate } from '../router'
 import { useApi } from '../session'
 import { Loaded, useLoad, useTitle } from '../ui'
+import { BroadcastPage, Broadcasts } from './Broadcasts'
 import { Channels } from './Channels'
 import { FlowPage } from './FlowPage'
 import { Flows } from './Flows'
@@ -15,15 +16,14 @@ import { UserPage } from './UserPage'
 import { Users } from './Users'
 
 /** The pages of a bot, in the order the navigation lists them. */
-export const botPages: { slug: string; title: string; shown: boolean }[] = [
-  { slug: 'integrations', title: 'Integrations', shown: true },
-  { slug: 'channels', title: 'Channels', shown: true },
-  { slug: 'flows', title: 'Flows', shown: true },
-  { slug: 'runs', title: 'Runs', shown: true },
-  { slug: 'users', title: 'Users', shown: true },
-  { slug: 'sandbox', title: 'Sandbox', shown: true },
-  // Broadcasts get their page when the broadcast API exists (issue 10).
-  { slug: 'broadcasts', title: 'Broadcasts', shown: false },
+export const botPages: { slug: string; title: string }[] = [
+  { slug: 'integrations', title: 'Integrations' },
+  { slug: 'channels', title: 'Channels' },
+  { slug: 'flows', title: 'Flows' },
+  { slug: 'runs', title: 'Runs' },
+  { slug: 'users', title: 'Users' },
+  { slug: 'sandbox', title: 'Sandbox' },
+  { slug: 'broadcasts', title: 'Broadcasts' },
 ]
 
 /** A bot's pages: resolves the bot (which also checks access), then the page. */
@@ -89,6 +89,8 @@ function botRoute(bot: BotCtx, rest: string): ReactNode {
       return <Users bot={bot} />
     case '/sandbox':
       return <Sandbox bot={bot} />
+    case '/broadcasts':
+      return <Broadcasts bot={bot} />
   }
   let m = match('/flows/:flow', rest)
   if (m) return <FlowPage bot={bot} flowKey={m.flow ?? ''} />
@@ -96,6 +98,8 @@ function botRoute(bot: BotCtx, rest: string): ReactNode {
   if (m) return <HttpStepPage bot={bot} flowKey={m.flow ?? ''} nodeId={m.node ?? ''} />
   m = match('/runs/:run', rest)
   if (m) return <RunPage bot={bot} runId={m.run ?? ''} />
+  m = match('/broadcasts/:id', rest)
+  if (m && /^\d+$/.test(m.id ?? '')) return <BroadcastPage bot={bot} id={Number(m.id)} />
   m = match('/users/:user', rest)
   if (m) return <UserPage bot={bot} channelUserId={m.user ?? ''} />
   return (

@@ -1,6 +1,6 @@
 import { useState } from 'react'
 import type { ApiKey, FlowSummary, NewKey } from '../api'
-import { origin, templateUrl, triggerUrl, type BotCtx } from '../bot'
+import { broadcastUrl, origin, templateUrl, triggerUrl, type BotCtx } from '../bot'
 import { ConfirmButton, CopyButton, CopyField, Empty, ErrorNote, Loaded, Time, useAction, useLoad } from '../ui'
 
 const keyPlaceholder = '<API_KEY>'
@@ -142,7 +142,7 @@ function KeyTable({
   )
 }
 
-type CallKind = 'v1' | 'v2' | 'template'
+type CallKind = 'v1' | 'v2' | 'template' | 'broadcast'
 
 /** Shell-quotes a word for a POSIX shell. */
 function sq(s: string): string {
@@ -167,6 +167,14 @@ function curlFor(bot: BotCtx, kind: CallKind, flowKey: string, apiKey: string, p
       })
       return `curl -X POST ${sq(templateUrl(bot))} \\\n  ${auth} \\\n  -H 'Content-Type: application/json' \\\n  -d ${sq(body)}`
     }
+    case 'broadcast': {
+      const body = JSON.stringify({
+        broadcastTitle: 'Hello',
+        audience: { rule: { channels: ['whatsapp'], channelUserIds: [phone] } },
+        payload: { type: 'direct', content: [{ type: 'text', data: { message: 'Hello from Parley' } }] },
+      })
+      return `curl -X POST ${sq(broadcastUrl(bot))} \\\n  ${auth} \\\n  -H 'Content-Type: application/json' \\\n  -d ${sq(body)}`
+    }
   }
 }
 
@@ -176,7 +184,7 @@ function CurlExamples({ bot, flows, apiKey }: { bot: BotCtx; flows: FlowSummary[
   const [key, setKey] = useState('')
   const [phone, setPhone] = useState(samplePhone)
   const usedKey = key || apiKey
-  const needsFlow = kind !== 'template'
+  const needsFlow = kind === 'v1' || kind === 'v2'
   const text = needsFlow && !flowKey ? '' : curlFor(bot, kind, flowKey, usedKey, phone.replace(/\D/g, '') || samplePhone)
 
   return (
@@ -188,6 +196,7 @@ function CurlExamples({ bot, flows, apiKey }: { bot: BotCtx; flows: FlowSummary[
             <option value="v1">Trigger a flow (v1: query string)</option>
             <option value="v2">Trigger a flow (v2: JSON body)</option>
             <option value="template">Send a WhatsApp template</option>
+            <option value="broadcast">Send a broadcast (v1)</option>
           </select>
         </label>
         {needsFlow && (

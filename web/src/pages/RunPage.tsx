@@ -1,18 +1,13 @@
-import { useEffect } from 'react'
 import type { BotCtx } from '../bot'
 import { Trace } from '../components/Trace'
-import { Loaded, useLoad } from '../ui'
+import { Loaded, useInterval, useLoad } from '../ui'
 
 /** One run's trace; refreshed while the run is still moving. */
 export function RunPage({ bot, runId }: { bot: BotCtx; runId: string }) {
   const { state, reload } = useLoad(() => bot.api.run(runId), [bot, runId])
   const moving = state.kind === 'ok' && (state.data.status === 'queued' || state.data.status === 'running')
 
-  useEffect(() => {
-    if (!moving) return
-    const t = window.setTimeout(() => reload(true), 1000)
-    return () => window.clearTimeout(t)
-  }, [moving, state, reload])
+  useInterval(() => reload(true), 1000, moving)
 
   return (
     <section>

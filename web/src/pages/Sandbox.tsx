@@ -3,7 +3,7 @@ import type { ApiError, Button, Message } from '../api'
 import type { BotCtx } from '../bot'
 import { Transcript } from '../components/Transcript'
 import { navigate, useLocation } from '../router'
-import { ErrorNote, Loaded, toApiError, useAction, useLoad } from '../ui'
+import { ErrorNote, Loaded, toApiError, useAction, useInterval, useLoad } from '../ui'
 
 const pollMs = 1000
 
@@ -37,7 +37,7 @@ export function Sandbox({ bot }: { bot: BotCtx }) {
   )
 }
 
-/** Polls the conversation while mounted and the page is visible. */
+/** The conversation, polled while enabled and the page is visible. */
 function useConversation(bot: BotCtx, phone: string, enabled: boolean) {
   const [messages, setMessages] = useState<Message[]>([])
   const [error, setError] = useState<ApiError | null>(null)
@@ -58,13 +58,9 @@ function useConversation(bot: BotCtx, phone: string, enabled: boolean) {
   }, [bot, phone])
 
   useEffect(() => {
-    if (!enabled) return
-    void refresh()
-    const t = window.setInterval(() => {
-      if (!document.hidden) void refresh()
-    }, pollMs)
-    return () => window.clearInterval(t)
+    if (enabled) void refresh()
   }, [enabled, refresh])
+  useInterval(() => void refresh(), pollMs, enabled)
 
   return { messages, error, refresh }
 }

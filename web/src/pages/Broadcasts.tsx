@@ -1,0 +1,254 @@
+import { useState } from 'react'
+import { recipientStatuses, type Broadcast, type BroadcastTotals } from '../api'
+import type { BotCtx } from '../bot'
+import { Link } from '../router'
+import { Badge, ConfirmButton, Empty, ErrorNote, Loaded, Time, useAction, useInterval, useLoad } from '../ui'
+
+const pageSize = 100
+
+/** A broadcast still moving: its totals change. */
+function live(b: Broadcast): boolean {
+  return b.status === 'SCHEDULED' || b.status === 'PUBLISHING'
+}
+
+function title(b: Broadcast): string {
+  return b.broadcastTitle || `Broadcast ${b.broadcastId}`
+}
+
+/** How far a broadcast got: a bar of recipients done, and the count in each state. */
+function Progress({ totals: t }: { totals: BroadcastTotals }) {
+  const done = t.sent + t.failed + t.cancelled
+  return (
+    <div className="progress">
+      <progress max={Math.max(t.recipients, 1)} value={done} aria-label={`${done} of ${t.recipients} recipients done`} />
+      <span>
+        {done} / {t.recipients}
+      </span>
+      <span className="muted">
+        {t.queued} queued · {t.sent} sent · {t.delivered} delivered · {t.read} read · {t.failed} failed ·{' '}
+        {t.cancelled} cancelled
+      </span>
+    </div>
+  )
+}
+
+/** The bot's broadcasts, newest first, live while any is moving. */
+export function Broadcasts({ bot }: { bot: BotCtx }) {
+  const { state, reload } = useLoad(() => bot.api.broadcasts(), [bot])
+  const [older, setOlder] = useState<{ items: Broadcast[]; cursor: string | null } | null>(null)
+  const act = useAction()
+  const moving = state.kind === 'ok' && state.data.items.some(live)
+  useInterval(() => reload(true), 2000, moving)
+
+  return (
+    <section>
+      <h1>Broadcasts</h1>
+      <p className="muted">
+        Broadcasts are sent through the platform API (<code>POST /bot-api/v1.0/…/broadcast</code> or v2; see
+        Integrations). Here you follow them and cancel them.
+      </p>
+      <Loaded state={state} what="broadcasts" retry={reload}>
+        {(page) => {
+          const items = [...page.items, ...(older?.items ?? [])]
+          const cursor = older ? older.cursor : page.next_cursor
+          return items.length === 0 ? (
+            <Empty>This bot has sent no broadcasts.</Empty>
+          ) : (
+            <>
+              <div className="table-wrap">
+                <table>
+                  <thead>
+                    <tr>
+                      <th scope="col">Broadcast</th>
+                      <th scope="col">Status</th>
+                      <th scope="col">Progress</th>
+                      <th scope="col">Publish at</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {items.map((b) => (
+                      <tr key={b.broadcastId} data-testid="broadcast-row">
+                        <td>
+                          <Link to={`${bot.base}/broadcasts/${b.broadcastId}`}>{title(b)}</Link>
+                        </td>
+                        <td>
+                          <Badge value={b.status} />
+                        </td>
+                        <td>
+                          <Progress totals={b.totals} />
+                        </td>
+                        <td>
+                          <Time at={b.publishedOn} />
+                        </td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+              {cursor && (
+                <button
+                  type="button"
+                  disabled={act.busy}
+                  onClick={() =>
+                    void act.run(async () => {
+                      const next = await bot.api.broadcasts(cursor)
+                      setOlder({ items: [...(older?.items ?? []), ...next.items], cursor: next.next_cursor })
+                    })
+                  }
+                >
+                  Load more
+                </button>
+              )}
+              <ErrorNote error={act.error} />
+            </>
+          )
+        }}
+      </Loaded>
+    </section>
+  )
+}
+
+/** One broadcast: live totals, cancel, and its recipients. */
+export function BroadcastPage({ bot, id }: { bot: BotCtx; id: number }) {
+  const b = useLoad(() => bot.api.broadcast(id), [bot, id])
+  const [status, setStatus] = useState('')
+  const [pageNo, setPageNo] = useState(1)
+  const rs = useLoad(() => bot.api.recipients(id, { status, page_number: pageNo, page_size: pageSize }), [bot, id, status, pageNo])
+  const cancel = useAction()
+  const moving = b.state.kind === 'ok' && live(b.state.data)
+  useInterval(
+    () => {
+      b.reload(true)
+      rs.reload(true)
+    },
+    1000,
+    moving,
+  )
+
+  return (
+    <section>
+      <Loaded state={b.state} what="the broadcast" retry={b.reload}>
+        {(x) => (
+          <>
+            <h1>{title(x)}</h1>
+            <dl className="facts">
+              <dt>Status</dt>
+              <dd>
+                <Badge value={x.status} />
+              </dd>
+              <dt>Created</dt>
+              <dd>
+                <Time at={x.createdOn} />
+              </dd>
+              <dt>Publish at</dt>
+              <dd>
+                <Time at={x.publishedOn} />
+              </dd>
+              {x.finishedOn && (
+                <>
+                  <dt>Finished</dt>
+                  <dd>
+                    <Time at={x.finishedOn} />
+                  </dd>
+                </>
+              )}
+              {x.error && (
+                <>
+                  <dt>Error</dt>
+                  <dd className="error-text">{x.error}</dd>
+                </>
+              )}
+            </dl>
+            <Progress totals={x.totals} />
+            {live(x) && (
+              <ConfirmButton
+                label="Cancel broadcast"
+                question="Cancel it? Recipients not yet sent to are skipped."
+                disabled={cancel.busy}
+                onConfirm={() =>
+                  void cancel.run(async () => {
+                    b.set(await bot.api.cancelBroadcast(id))
+                    rs.reload(true)
+                  })
+                }
+              />
+            )}
+            <ErrorNote error={cancel.error} />
+          </>
+        )}
+      </Loaded>
+      <h2>Recipients</h2>
+      <div className="filters">
+        <label>
+          Status
+          <select
+            value={status}
+            onChange={(e) => {
+              setStatus(e.target.value)
+              setPageNo(1)
+            }}
+          >
+            <option value="">Any status</option>
+            {recipientStatuses.map((s) => (
+              <option key={s} value={s}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </label>
+      </div>
+      <Loaded state={rs.state} what="recipients" retry={rs.reload}>
+        {(r) => {
+          const pages = Math.max(1, Math.ceil(r.total / r.page_size))
+          return r.recipients.length === 0 ? (
+            <Empty>No recipients{status ? ` ${status}` : ''}.</Empty>
+          ) : (
+            <>
+              <div className="table-wrap">
+                <table>
+                  <thead>
+                    <tr>
+                      <th scope="col">User</th>
+                      <th scope="col">Status</th>
+                      <th scope="col">Reason</th>
+                      <th scope="col">Updated</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {r.recipients.map((x) => (
+                      <tr key={x.channelUserId} data-testid="recipient-row">
+                        <td>
+                          <Link to={`${bot.base}/users/${encodeURIComponent(x.channelUserId)}`}>{x.channelUserId}</Link>
+                        </td>
+                        <td>
+                          <Badge value={x.status} />
+                        </td>
+                        <td className="error-text">{x.reason}</td>
+                        <td>
+                          <Time at={x.updatedOn} />
+                        </td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+              {pages > 1 && (
+                <nav className="pager" aria-label="Recipient pages">
+                  <button type="button" disabled={pageNo <= 1} onClick={() => setPageNo(pageNo - 1)}>
+                    Previous
+                  </button>
+                  <span>
+                    Page {r.page_number} of {pages}
+                  </span>
+                  <button type="button" disabled={pageNo >= pages} onClick={() => setPageNo(pageNo + 1)}>
+                    Next
+                  </button>
+                </nav>
+              )}
+            </>
+          )
+        }}
+      </Loaded>
+    </section>
+  )
+}
