@@ -38,7 +38,7 @@ export function Broadcasts({ bot }: { bot: BotCtx }) {
   const [older, setOlder] = useState<{ items: Broadcast[]; cursor: string | null } | null>(null)
   const act = useAction()
   const moving = state.kind === 'ok' && state.data.items.some(live)
-  useInterval(() => reload(true), 2000, moving)
+  useInterval(() => reload(true), 5000, moving)
 
   return (
     <section>
@@ -121,7 +121,7 @@ export function BroadcastPage({ bot, id }: { bot: BotCtx; id: number }) {
       b.reload(true)
       rs.reload(true)
     },
-    1000,
+    2000,
     moving,
   )
 
