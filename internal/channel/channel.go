@@ -219,4 +219,7 @@ type Config struct {
 	ClientToken   string  `json:"client_token,omitempty"`
 	APIVersion    string  `json:"api_version,omitempty"`
 	RatePerSecond float64 `json:"rate_per_second,omitempty"`
+	// ServiceAccountJSON is the RBM agent's Google service-account key (the JSON key
+	// file's content), from which access tokens are minted and renewed.
+	ServiceAccountJSON string `json:"service_account_json,omitempty"`
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/parleyhq/parley/internal/auth"
 	"github.com/parleyhq/parley/internal/channel"
 	"github.com/parleyhq/parley/internal/channel/registry"
-	"github.com/parleyhq/parley/internal/store"
 )
 
 // runChannel runs `parley channel ...` in process and returns the exit code and output.
@@ -44,7 +43,7 @@ func runChannel(t *testing.T, args ...string) (int, string, string) {
 func TestChannelCommand(t *testing.T) {
 	ctx := context.Background()
 	db := filepath.Join(t.TempDir(), "parley.db")
-	st, err := openDB(ctx, db)
+	st, err := openDB(ctx, Env{Getenv: func(string) string { return "" }}, db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,8 +114,9 @@ func TestChannelCommand(t *testing.T) {
 		})
 	}
 
-	// What was set is what a server reads, secrets in full.
-	st, err = store.Open(ctx, db, store.Options{})
+	// What was set is what a server reads, secrets in full (with the key beside the
+	// database, as a server on it would).
+	st, err = openDB(ctx, Env{Getenv: func(string) string { return "" }}, db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,10 +33,15 @@ func serve(ctx context.Context, env Env, args []string) error {
 	logLevel := fs.String("log-level", envOr(env, "PARLEY_LOG_LEVEL", "info"), "debug, info, warn or error (env PARLEY_LOG_LEVEL)")
 	hf := addHTTPStepFlags(fs, env)
 	smtpURL := smtpFlag(fs)
+	secretKey := secretKeyFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	httpRate, httpAllow, err := hf.values()
+	if err != nil {
+		return err
+	}
+	keys, err := secretKeyValue(*secretKey, env)
 	if err != nil {
 		return err
 	}
@@ -58,7 +63,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 	}
 	app.TuneGC()
 	srv, err := app.Open(ctx, app.Config{Addr: *addr, DB: *db, AdminToken: *adminToken, Demo: *demo, Workers: *workers,
-		Log: log, DemoOut: env.Stdout, HTTPRate: httpRate, HTTPAllow: httpAllow, SMTPURL: smtpValue(*smtpURL, env)})
+		Log: log, DemoOut: env.Stdout, HTTPRate: httpRate, HTTPAllow: httpAllow, SMTPURL: smtpValue(*smtpURL, env), SecretKey: keys})
 	if err != nil {
 		return err
 	}
@@ -72,7 +77,7 @@ func migrate(ctx context.Context, env Env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	st, err := openDB(ctx, *db)
+	st, err := openDB(ctx, env, *db)
 	if err != nil {
 		return err
 	}
@@ -107,7 +112,7 @@ func botCmd(ctx context.Context, env Env, args []string) error {
 	if err := errors.Join(require("customer", *customer), require("name", *name)); err != nil {
 		return usageError{err.Error()}
 	}
-	st, err := openDB(ctx, *db)
+	st, err := openDB(ctx, env, *db)
 	if err != nil {
 		return err
 	}
@@ -138,8 +143,8 @@ func (b botFlags) check() error {
 }
 
 // lookupBot opens the database and finds the bot.
-func (b botFlags) lookupBot(ctx context.Context) (*store.Store, store.Bot, error) {
-	st, err := openDB(ctx, *b.db)
+func (b botFlags) lookupBot(ctx context.Context, env Env) (*store.Store, store.Bot, error) {
+	st, err := openDB(ctx, env, *b.db)
 	if err != nil {
 		return nil, store.Bot{}, err
 	}
@@ -171,7 +176,7 @@ func keyCmd(ctx context.Context, env Env, args []string) error {
 	if (sub == "revoke" || sub == "regenerate") && *id <= 0 {
 		return usageError{"--id is required: see 'parley key list'"}
 	}
-	st, b, err := bf.lookupBot(ctx)
+	st, b, err := bf.lookupBot(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -253,13 +258,13 @@ func flowCmd(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 	}
-	st, b, err := bf.lookupBot(ctx)
+	st, b, err := bf.lookupBot(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	if sub == "export" {
-		rec, err := st.FlowByKey(ctx, b.ID, *key)
+		rec, err := catalog.Export(ctx, st, b.ID, *key)
 		if err != nil {
 			return err
 		}
@@ -291,7 +296,7 @@ func accountCmd(ctx context.Context, env Env, args []string) error {
 	if *rate < 0 {
 		return usageError{"--http-rate must be 0 or more"}
 	}
-	st, err := openDB(ctx, *db)
+	st, err := openDB(ctx, env, *db)
 	if err != nil {
 		return err
 	}

@@ -114,7 +114,7 @@ func httpStepCmd(ctx context.Context, env Env, args []string) error {
 		}
 	}
 
-	st, b, err := bf.lookupBot(ctx)
+	st, b, err := bf.lookupBot(ctx, env)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/parleyhq/parley/internal/secret"
 	"github.com/parleyhq/parley/internal/store"
 )
 
@@ -94,7 +95,9 @@ func PostgresDSN(t testing.TB) string {
 func Open(t testing.TB, dsn string) *store.Store {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, dsn, store.Options{MaxConns: 8})
+	// Every test database has a key, so channel and flow secrets are encrypted in
+	// tests as they are in production.
+	st, err := store.Open(ctx, dsn, store.Options{MaxConns: 8, Secrets: secret.Generate()})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
