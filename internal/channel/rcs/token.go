@@ -117,7 +117,9 @@ type accountTokens struct {
 	now  func() time.Time
 
 	lock chan struct{} // a one-slot semaphore: held while reading, minting or dropping
-	tok  *oauth2.Token
+	tok  string
+	// expires is when tok runs out by the clock now (zero: never said).
+	expires time.Time
 }
 
 func newAccountTokens(sa ServiceAccount, hc *http.Client) *accountTokens {
@@ -135,8 +137,8 @@ func (a *accountTokens) token(ctx context.Context) (string, error) {
 		return "", &channel.Error{Kind: channel.KindUnavailable, Retryable: true, Message: "rcs: access token: " + ctx.Err().Error()}
 	}
 	defer func() { <-a.lock }()
-	if a.tok != nil && (a.tok.Expiry.IsZero() || a.now().Add(refreshMargin).Before(a.tok.Expiry)) {
-		return a.tok.AccessToken, nil
+	if a.tok != "" && (a.expires.IsZero() || a.now().Add(refreshMargin).Before(a.expires)) {
+		return a.tok, nil
 	}
 	// The token endpoint is called with the provider client (bounded times, no
 	// redirects) and bounded by this call's context.
@@ -147,15 +149,19 @@ func (a *accountTokens) token(ctx context.Context) (string, error) {
 	if tok.AccessToken == "" {
 		return "", &channel.Error{Kind: channel.KindAuth, Message: "rcs: the token endpoint answered without an access token"}
 	}
-	a.tok = tok
-	return tok.AccessToken, nil
+	a.tok, a.expires = tok.AccessToken, time.Time{}
+	if !tok.Expiry.IsZero() {
+		// oauth2 dates the expiry by the wall clock; keep the token's lifetime by ours.
+		a.expires = a.now().Add(time.Until(tok.Expiry))
+	}
+	return a.tok, nil
 }
 
 func (a *accountTokens) rejected(tok string) bool {
 	a.lock <- struct{}{}
 	defer func() { <-a.lock }()
-	if a.tok != nil && a.tok.AccessToken == tok {
-		a.tok = nil
+	if a.tok == tok {
+		a.tok = ""
 	}
 	return true
 }
