@@ -178,4 +178,3 @@ func TestFlowSecretHeadersAdmin(t *testing.T) {
 		}
 	}, withHTTPSteps)
 }
-
