@@ -48,8 +48,9 @@ type Config struct {
 	// HTTPRate is the HTTP-step calls per minute of an account without a rate of its own
 	// (httpstep.DefaultRate when not positive).
 	HTTPRate int
-	// HTTPAllow lists the CIDRs, IPs and host names http steps may reach although they
-	// are loopback, private or link-local.
+	// HTTPAllow lists the CIDRs, IPs and host names (the last two optionally with a
+	// port, which limits them to it) http steps may reach although they are loopback,
+	// private or link-local.
 	HTTPAllow []string
 	// SMTPURL is the server that sends http steps' alert mail; empty sends none.
 	SMTPURL string
