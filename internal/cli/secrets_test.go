@@ -226,3 +226,49 @@ func TestServeSecretKey(t *testing.T) {
 		t.Fatalf("serve with a malformed key: exit %d %s", code, stderr)
 	}
 }
+
+// TestHTTPAllowPort: an --http-allow (or PARLEY_HTTP_ALLOW) entry with a port opens that
+// port of the address only, so an allow-list for one test server does not open the
+// others (Parley's own admin port among them).
+func TestHTTPAllowPort(t *testing.T) {
+	db := storetest.SQLiteDSN(t)
+	target, hits := jsonTarget(t, `{"ok": true}`)
+	other, otherHits := jsonTarget(t, `{"ok": true}`)
+	var nb newBot
+	mustRun(t, nil, &nb, "bot", "create", "--db", db, "--customer", "acme", "--name", "demo")
+	cid := fmt.Sprint(nb.CustomerID)
+	flowFile := writeFlow(t, fmt.Sprintf(`{"key": "ping", "start": "a", "nodes": [
+		{"id": "a", "type": "http", "method": "GET", "url": "%s/a", "next": "b"},
+		{"id": "b", "type": "http", "method": "GET", "url": "%s/b"}]}`, target.URL, other.URL))
+	mustRun(t, nil, nil, "flow", "import", "--db", db, "--customer", cid, "--bot", nb.BotKey, flowFile)
+	allow := strings.TrimPrefix(target.URL, "http://") // 127.0.0.1:port
+	var res struct {
+		Failed    bool   `json:"failed"`
+		ErrorKind string `json:"error_kind"`
+	}
+	for _, tc := range []struct {
+		node    string
+		env     map[string]string
+		args    []string
+		blocked bool
+	}{
+		{"a", nil, []string{"--http-allow", allow}, false},
+		{"b", nil, []string{"--http-allow", allow}, true},
+		{"a", map[string]string{"PARLEY_HTTP_ALLOW": "10.0.0.0/8, " + allow}, nil, false},
+		{"b", map[string]string{"PARLEY_HTTP_ALLOW": "10.0.0.0/8, " + allow}, nil, true},
+	} {
+		res.Failed, res.ErrorKind = false, ""
+		mustRun(t, tc.env, &res, append([]string{"httpstep", "test", "--db", db, "--customer", cid, "--bot", nb.BotKey,
+			"--flow", "ping", "--node", tc.node}, tc.args...)...)
+		if res.Failed != tc.blocked || (tc.blocked && res.ErrorKind != "blocked") {
+			t.Errorf("node %s with %v %v: %+v, want blocked %v", tc.node, tc.env, tc.args, res, tc.blocked)
+		}
+	}
+	if hits.Load() != 2 || otherHits.Load() != 0 {
+		t.Fatalf("the allowed server got %d calls, the other %d; want 2 and 0", hits.Load(), otherHits.Load())
+	}
+	code, _, stderr := runEnv(map[string]string{"PARLEY_HTTP_ALLOW": "127.0.0.1:0"}, "serve", "--db", db, "--addr", "127.0.0.1:0")
+	if code != 2 || !strings.Contains(stderr, "--http-allow") {
+		t.Fatalf("serve with port 0 allowed: exit %d %s", code, stderr)
+	}
+}
