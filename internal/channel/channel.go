@@ -206,8 +206,8 @@ type Status struct {
 	ErrorTitle        string
 }
 
-// Config is a bot's settings for one channel. Secrets are stored server-side and never
-// returned in full.
+// Config is a bot's settings for one channel. Secrets are stored server-side, encrypted
+// (registry.Seal), and never returned in full.
 type Config struct {
 	Adapter       string  `json:"adapter"`
 	BaseURL       string  `json:"base_url,omitempty"`
