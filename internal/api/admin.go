@@ -338,7 +338,7 @@ func (s *Server) exportFlow(w http.ResponseWriter, r *http.Request) *Error {
 	if e != nil {
 		return e
 	}
-	rec, err := s.Store.FlowByKey(r.Context(), b.ID, r.PathValue("flowKey"))
+	rec, err := catalog.Export(r.Context(), s.Store, b.ID, r.PathValue("flowKey"))
 	if err != nil {
 		return s.storeError(r, "flow", err)
 	}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -237,8 +238,8 @@ func (s *Server) routeWhatsApp(ctx context.Context, cache map[string]*target, ph
 	}
 	var t *target
 	for _, c := range cands {
-		var cfg channel.Config
-		if json.Unmarshal(c.Config, &cfg) == nil && cfg.Adapter == channel.AdapterWhatsApp &&
+		cfg, err := s.Channels.Decode(c.Config)
+		if err == nil && cfg.Adapter == channel.AdapterWhatsApp &&
 			whatsapp.VerifySignature(body, sig, cfg.AppSecret) {
 			t = &target{c.BotID, c.CustomerID}
 			break
@@ -723,6 +724,27 @@ type channelInput struct {
 	ClientToken   string `json:"client_token"`
 	APIVersion    string `json:"api_version"`
 	RatePerSecond any    `json:"rate_per_second"`
+	// ServiceAccountJSON is the RBM agent's key file: its JSON object as it is, or
+	// that object's text in a string.
+	ServiceAccountJSON json.RawMessage `json:"service_account_json"`
+}
+
+// serviceAccountText reads service_account_json, an object or a string holding one.
+func serviceAccountText(raw json.RawMessage) (string, *Error) {
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case len(raw) == 0 || string(raw) == "null":
+		return "", nil
+	case raw[0] == '{':
+		return string(raw), nil
+	case raw[0] == '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", invalid("service_account_json is not a valid string")
+		}
+		return s, nil
+	}
+	return "", invalid("service_account_json must be the service-account key: a JSON object, or a string holding one")
 }
 
 // putChannel replaces a channel's settings. Secrets left out (or sent back in the
@@ -745,8 +767,13 @@ func (s *Server) putChannel(w http.ResponseWriter, r *http.Request) *Error {
 	if e := decodeStrict(r, &in); e != nil {
 		return e
 	}
+	sa, e := serviceAccountText(in.ServiceAccountJSON)
+	if e != nil {
+		return e
+	}
 	cfg := channel.Config{Adapter: in.Adapter, BaseURL: in.BaseURL, PhoneNumberID: in.PhoneNumberID, Token: in.Token,
-		AppSecret: in.AppSecret, VerifyToken: in.VerifyToken, AgentID: in.AgentID, ClientToken: in.ClientToken, APIVersion: in.APIVersion}
+		AppSecret: in.AppSecret, VerifyToken: in.VerifyToken, AgentID: in.AgentID, ClientToken: in.ClientToken, APIVersion: in.APIVersion,
+		ServiceAccountJSON: sa}
 	switch v := in.RatePerSecond.(type) {
 	case nil:
 	case json.Number:

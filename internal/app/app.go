@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,7 @@ import (
 	"github.com/parleyhq/parley/internal/engine"
 	"github.com/parleyhq/parley/internal/httpstep"
 	"github.com/parleyhq/parley/internal/queue"
+	"github.com/parleyhq/parley/internal/secret"
 	"github.com/parleyhq/parley/internal/store"
 )
 
@@ -47,8 +49,9 @@ type Config struct {
 	// HTTPRate is the HTTP-step calls per minute of an account without a rate of its own
 	// (httpstep.DefaultRate when not positive).
 	HTTPRate int
-	// HTTPAllow lists the CIDRs, IPs and host names http steps may reach although they
-	// are loopback, private or link-local.
+	// HTTPAllow lists the CIDRs, IPs and host names (the last two optionally with a
+	// port, which limits them to it) http steps may reach although they are loopback,
+	// private or link-local.
 	HTTPAllow []string
 	// SMTPURL is the server that sends http steps' alert mail; empty sends none.
 	SMTPURL string
@@ -59,6 +62,11 @@ type Config struct {
 	// BroadcastMax bounds the recipients of one broadcast (broadcast.DefaultMax when not
 	// positive).
 	BroadcastMax int
+	// SecretKey lists the keys (base64 or hex of 32 bytes, comma-separated) that
+	// encrypt secrets at rest; the first encrypts, all decrypt. Empty: on SQLite the key
+	// kept beside the database (generated at first start), on PostgreSQL a refusal to
+	// start.
+	SecretKey string
 }
 
 // Server is a running Parley.
@@ -85,7 +93,19 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	st, err := store.Open(ctx, cfg.DB, store.Options{})
+	keys, created, err := SecretKeys(cfg.DB, cfg.SecretKey)
+	if err != nil {
+		return nil, fmt.Errorf("secret key: %w", err)
+	}
+	if keys == nil {
+		return nil, ErrPostgresNeedsKey
+	}
+	if created {
+		log.Info("generated the key that encrypts secrets in the database; back it up with the database", "file", KeyFile(cfg.DB))
+	} else if cfg.SecretKey == "" && secret.LaxMode(KeyFile(cfg.DB)) {
+		log.Warn("the secret key file can be read by other users: chmod 600 it", "file", KeyFile(cfg.DB))
+	}
+	st, err := store.Open(ctx, cfg.DB, store.Options{Secrets: keys})
 	if err != nil {
 		return nil, err
 	}
@@ -105,6 +125,14 @@ func (s *Server) init(ctx context.Context) error {
 		// The demo is for trying the console too: without a token of the operator's, it
 		// makes one for this run and prints it.
 		s.cfg.AdminToken = newDemoToken()
+	}
+	missing, err := registry.MissingKeys(ctx, s.st)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("channel credentials in the database are encrypted with key(s) %s, which the secret key (PARLEY_SECRET_KEY or the key file) does not hold: "+
+			"add them after the current key (\"new,old\")", strings.Join(missing, ", "))
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

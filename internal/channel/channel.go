@@ -206,8 +206,8 @@ type Status struct {
 	ErrorTitle        string
 }
 
-// Config is a bot's settings for one channel. Secrets are stored server-side and never
-// returned in full.
+// Config is a bot's settings for one channel. Secrets are stored server-side, encrypted
+// (registry.Seal), and never returned in full.
 type Config struct {
 	Adapter       string  `json:"adapter"`
 	BaseURL       string  `json:"base_url,omitempty"`
@@ -219,4 +219,7 @@ type Config struct {
 	ClientToken   string  `json:"client_token,omitempty"`
 	APIVersion    string  `json:"api_version,omitempty"`
 	RatePerSecond float64 `json:"rate_per_second,omitempty"`
+	// ServiceAccountJSON is the RBM agent's Google service-account key (the JSON key
+	// file's content), from which access tokens are minted and renewed.
+	ServiceAccountJSON string `json:"service_account_json,omitempty"`
 }

@@ -30,7 +30,7 @@ func broadcastCmd(ctx context.Context, env Env, args []string) error {
 	if *limit < 1 || *limit > 1000 {
 		return usageError{"--limit must be from 1 to 1000"}
 	}
-	st, b, err := bf.lookupBot(ctx)
+	st, b, err := bf.lookupBot(ctx, env)
 	if err != nil {
 		return err
 	}

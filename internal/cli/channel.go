@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"os"
 	"strings"
 
 	"github.com/parleyhq/parley/internal/channel"
@@ -34,7 +35,7 @@ func channelCmd(ctx context.Context, env Env, args []string) error {
 		for _, f := range []struct{ name, usage string }{
 			{"base-url", "provider base URL (default: the provider's; point it at a fake in tests)"},
 			{"phone-number-id", "WhatsApp business phone number id"},
-			{"token", "provider access token (WhatsApp: Graph API token; RCS: OAuth2 access token)"},
+			{"token", "provider access token (WhatsApp: Graph API token; RCS: a fixed OAuth2 access token, which expires: prefer --service-account-file)"},
 			{"app-secret", "WhatsApp app secret, to verify X-Hub-Signature-256 on webhooks"},
 			{"verify-token", "WhatsApp webhook verification token (hub.verify_token)"},
 			{"agent-id", "RBM agent id"},
@@ -43,6 +44,8 @@ func channelCmd(ctx context.Context, env Env, args []string) error {
 		} {
 			settings[f.name] = fs.String(f.name, "", f.usage)
 		}
+		settings["service-account-file"] = fs.String("service-account-file", "",
+			"RBM agent's Google service-account key (a JSON file): Parley mints and renews access tokens from it")
 		rate = fs.String("rate", "", `messages per second per sender: a number, "default" (WhatsApp 80, RCS unpaced) or "unlimited"`)
 	}
 	if err := parse(fs, rest); err != nil {
@@ -66,7 +69,7 @@ func channelCmd(ctx context.Context, env Env, args []string) error {
 		return usageError{"--adapter is required: whatsapp, rcs or sandbox"}
 	}
 
-	st, b, err := bf.lookupBot(ctx)
+	st, b, err := bf.lookupBot(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -112,6 +115,16 @@ func setChannel(ctx context.Context, reg *registry.Registry, botID int64, ch, ad
 	} {
 		if given[name] {
 			*dst = *settings[name]
+		}
+	}
+	if given["service-account-file"] {
+		cfg.ServiceAccountJSON = ""
+		if path := strings.TrimSpace(*settings["service-account-file"]); path != "" {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return usageError{"--service-account-file: " + err.Error()}
+			}
+			cfg.ServiceAccountJSON = string(b)
 		}
 	}
 	if given["rate"] {

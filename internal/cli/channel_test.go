@@ -11,15 +11,25 @@ import (
 	"github.com/parleyhq/parley/internal/channel"
 	"github.com/parleyhq/parley/internal/channel/registry"
 	"github.com/parleyhq/parley/internal/cli"
-	"github.com/parleyhq/parley/internal/store"
+	"github.com/parleyhq/parley/internal/secret"
 	"github.com/parleyhq/parley/internal/store/storetest"
 )
 
-// runCode runs a parley command line in process, as cmd/parley does, and returns the exit
-// code and both outputs.
+// testSecretKey encrypts the channel secrets the tests store (PostgreSQL needs a key;
+// on SQLite it stands in for the key file).
+const testSecretKey = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+
+// runCode runs a parley command line in process, as cmd/parley does, with the test's
+// secret key in PARLEY_SECRET_KEY, and returns the exit code and both outputs.
 func runCode(args ...string) (int, string, string) {
 	var out, errOut bytes.Buffer
-	code := cli.Run(context.Background(), args, cli.Env{Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }})
+	getenv := func(name string) string {
+		if name == "PARLEY_SECRET_KEY" {
+			return testSecretKey
+		}
+		return ""
+	}
+	code := cli.Run(context.Background(), args, cli.Env{Stdout: &out, Stderr: &errOut, Getenv: getenv})
 	return code, out.String(), errOut.String()
 }
 
@@ -37,7 +47,7 @@ func testChannelCommand(t *testing.T, db string) {
 	var nb newBot
 	run(t, &nb, "bot", "create", "--db", db, "--customer", "acme", "--name", "support")
 	bot := []string{"--db", db, "--customer", strconv.FormatInt(nb.CustomerID, 10), "--bot", nb.BotKey}
-	const token, secret = "EAAG-graph-token-abcd1234", "app-secret-0123456789"
+	const token, appSecret = "EAAG-graph-token-abcd1234", "app-secret-0123456789"
 
 	tests := []struct {
 		name     string
@@ -49,14 +59,14 @@ func testChannelCommand(t *testing.T, db string) {
 		never []string
 	}{
 		{"set whatsapp", []string{"set", "--channel", "whatsapp", "--adapter", "whatsapp", "--base-url", "http://127.0.0.1:9/graph",
-			"--phone-number-id", "104242", "--token", token, "--app-secret", secret, "--verify-token", "v-token", "--rate", "120"},
+			"--phone-number-id", "104242", "--token", token, "--app-secret", appSecret, "--verify-token", "v-token", "--rate", "120"},
 			0, []string{`"adapter": "whatsapp"`, `"token": "****1234"`, `"app_secret": "****6789"`, `"rate_per_second_effective": 120`,
-				`"webhook_path": "/webhooks/whatsapp/` + nb.BotKey + `"`}, []string{token, secret}},
+				`"webhook_path": "/webhooks/whatsapp/` + nb.BotKey + `"`}, []string{token, appSecret}},
 		{"change only the rate", []string{"set", "--channel", "whatsapp", "--adapter", "whatsapp", "--rate", "unlimited"},
 			0, []string{`"token": "****1234"`, `"rate_per_second": -1`, `"rate_per_second_effective": 0`, "pacing is off"}, []string{token}},
 		{"set rcs", []string{"set", "--channel", "rcs", "--adapter", "rcs", "--agent-id", "agent", "--token", "ya29.rbm-token-5678"},
 			0, []string{`"adapter": "rcs"`, "client_token is not set"}, []string{"ya29.rbm-token-5678"}},
-		{"show both", []string{"show"}, 0, []string{`"channel": "whatsapp"`, `"channel": "rcs"`, `"bot_key": "` + nb.BotKey + `"`}, []string{token, secret}},
+		{"show both", []string{"show"}, 0, []string{`"channel": "whatsapp"`, `"channel": "rcs"`, `"bot_key": "` + nb.BotKey + `"`}, []string{token, appSecret}},
 		{"show one", []string{"show", "--channel", "rcs"}, 0, []string{`"channel": "rcs"`}, []string{`"channel": "whatsapp"`}},
 		{"adapter of another channel", []string{"set", "--channel", "whatsapp", "--adapter", "rcs", "--agent-id", "a", "--token", "t"},
 			2, []string{"parley channel: ", "cannot serve"}, nil},
@@ -100,19 +110,19 @@ func testChannelCommand(t *testing.T, db string) {
 		})
 	}
 
-	// What was set is what a server reads, secrets in full.
-	st, err := store.Open(ctx, db, store.Options{})
+	// What was set is what a server with the key reads, secrets in full.
+	keys, err := secret.Parse(testSecretKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	st := storetest.OpenWithKeys(t, db, keys)
 	b, err := st.Bot(ctx, nb.CustomerID, nb.BotKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, err := registry.New(st, registry.Options{}).Get(ctx, b.ID, channel.WhatsApp)
 	want := channel.Config{Adapter: "whatsapp", BaseURL: "http://127.0.0.1:9/graph", PhoneNumberID: "104242", Token: token,
-		AppSecret: secret, VerifyToken: "v-token", RatePerSecond: registry.Unlimited}
+		AppSecret: appSecret, VerifyToken: "v-token", RatePerSecond: registry.Unlimited}
 	if err != nil || got != want {
 		t.Fatalf("stored settings = %+v, %v; want %+v", got, err, want)
 	}

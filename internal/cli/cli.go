@@ -56,6 +56,7 @@ func commands() map[string]command {
 		"broadcast": {"broadcast list|show|cancel: a bot's broadcasts", broadcastCmd},
 
 		"httpstep": {"httpstep test|logs|state|remap|reset-alert: an http node's test call, logs and alerts", httpStepCmd},
+		"secrets":  {"secrets rotate: re-encrypt stored secrets under the first key of PARLEY_SECRET_KEY", secretsCmd},
 	}
 }
 
@@ -134,9 +135,20 @@ func dbFlag(fs *flag.FlagSet, env Env) *string {
 	return fs.String("db", def, "database: a SQLite file path, or a postgres:// URL (env PARLEY_DB)")
 }
 
-// openDB opens and migrates the database for a one-off command.
-func openDB(ctx context.Context, dsn string) (*store.Store, error) {
-	st, err := store.Open(ctx, dsn, store.Options{MaxConns: 2})
+// openDB opens and migrates the database for a one-off command, with the secret keys
+// of PARLEY_SECRET_KEY or, on SQLite, of the key file beside the database. On
+// PostgreSQL without PARLEY_SECRET_KEY, commands that read or write a secret fail,
+// saying so; the others work.
+func openDB(ctx context.Context, env Env, dsn string) (*store.Store, error) {
+	return openDBWithKeys(ctx, dsn, env.Getenv("PARLEY_SECRET_KEY"))
+}
+
+func openDBWithKeys(ctx context.Context, dsn, keys string) (*store.Store, error) {
+	kr, _, err := app.SecretKeys(dsn, keys)
+	if err != nil {
+		return nil, fmt.Errorf("secret key: %w", err)
+	}
+	st, err := store.Open(ctx, dsn, store.Options{MaxConns: 2, Secrets: kr})
 	if err != nil {
 		return nil, err
 	}

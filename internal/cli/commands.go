@@ -38,6 +38,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 	broadcastMax := fs.Int("broadcast-max", 0, fmt.Sprintf("most recipients of one broadcast (default %d; env PARLEY_BROADCAST_MAX)", broadcast.DefaultMax))
 	hf := addHTTPStepFlags(fs, env)
 	smtpURL := smtpFlag(fs)
+	secretKey := secretKeyFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -54,6 +55,10 @@ func serve(ctx context.Context, env Env, args []string) error {
 		return usageError{"--broadcast-max must be a positive number"}
 	}
 	httpRate, httpAllow, err := hf.values()
+	if err != nil {
+		return err
+	}
+	keys, err := secretKeyValue(*secretKey, env)
 	if err != nil {
 		return err
 	}
@@ -76,7 +81,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 	app.TuneGC()
 	srv, err := app.Open(ctx, app.Config{Addr: *addr, DB: *db, AdminToken: *adminToken, Demo: *demo, Workers: *workers,
 		Log: log, DemoOut: env.Stdout, HTTPRate: httpRate, HTTPAllow: httpAllow, SMTPURL: smtpValue(*smtpURL, env),
-		MetricsAddr: *metricsAddr, BroadcastMax: *broadcastMax})
+		MetricsAddr: *metricsAddr, BroadcastMax: *broadcastMax, SecretKey: keys})
 	if err != nil {
 		return err
 	}
@@ -90,7 +95,7 @@ func migrate(ctx context.Context, env Env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	st, err := openDB(ctx, *db)
+	st, err := openDB(ctx, env, *db)
 	if err != nil {
 		return err
 	}
@@ -125,7 +130,7 @@ func botCmd(ctx context.Context, env Env, args []string) error {
 	if err := errors.Join(require("customer", *customer), require("name", *name)); err != nil {
 		return usageError{err.Error()}
 	}
-	st, err := openDB(ctx, *db)
+	st, err := openDB(ctx, env, *db)
 	if err != nil {
 		return err
 	}
@@ -156,8 +161,8 @@ func (b botFlags) check() error {
 }
 
 // lookupBot opens the database and finds the bot.
-func (b botFlags) lookupBot(ctx context.Context) (*store.Store, store.Bot, error) {
-	st, err := openDB(ctx, *b.db)
+func (b botFlags) lookupBot(ctx context.Context, env Env) (*store.Store, store.Bot, error) {
+	st, err := openDB(ctx, env, *b.db)
 	if err != nil {
 		return nil, store.Bot{}, err
 	}
@@ -189,7 +194,7 @@ func keyCmd(ctx context.Context, env Env, args []string) error {
 	if (sub == "revoke" || sub == "regenerate") && *id <= 0 {
 		return usageError{"--id is required: see 'parley key list'"}
 	}
-	st, b, err := bf.lookupBot(ctx)
+	st, b, err := bf.lookupBot(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -271,13 +276,13 @@ func flowCmd(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 	}
-	st, b, err := bf.lookupBot(ctx)
+	st, b, err := bf.lookupBot(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	if sub == "export" {
-		rec, err := st.FlowByKey(ctx, b.ID, *key)
+		rec, err := catalog.Export(ctx, st, b.ID, *key)
 		if err != nil {
 			return err
 		}
@@ -327,7 +332,7 @@ func accountCmd(ctx context.Context, env Env, args []string) error {
 	if *rate < 0 {
 		return usageError{"--http-rate must be 0 or more"}
 	}
-	st, err := openDB(ctx, *db)
+	st, err := openDB(ctx, env, *db)
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ func addHTTPStepFlags(fs *flag.FlagSet, env Env) httpStepFlags {
 		rate: fs.String("http-rate", envOr(env, "PARLEY_HTTP_RATE", strconv.Itoa(httpstep.DefaultRate)),
 			"HTTP-step calls per minute of an account that has no rate of its own (env PARLEY_HTTP_RATE)"),
 		allow: fs.String("http-allow", env.Getenv("PARLEY_HTTP_ALLOW"),
-			"comma-separated CIDRs and host names http steps may reach although they are loopback, private or link-local, e.g. 127.0.0.1/32 (env PARLEY_HTTP_ALLOW)"),
+			"comma-separated CIDRs, IPs and host names http steps may reach although they are loopback, private or link-local, e.g. 127.0.0.1/32; with a :port, only that port, e.g. 127.0.0.1:9100 (env PARLEY_HTTP_ALLOW)"),
 	}
 }
 
@@ -114,7 +114,7 @@ func httpStepCmd(ctx context.Context, env Env, args []string) error {
 		}
 	}
 
-	st, b, err := bf.lookupBot(ctx)
+	st, b, err := bf.lookupBot(ctx, env)
 	if err != nil {
 		return err
 	}

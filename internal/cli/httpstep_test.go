@@ -20,6 +20,7 @@ import (
 
 	"github.com/parleyhq/parley/internal/cli"
 	"github.com/parleyhq/parley/internal/httpstep"
+	"github.com/parleyhq/parley/internal/secret"
 	"github.com/parleyhq/parley/internal/store/storetest"
 )
 
@@ -264,9 +265,11 @@ func TestHTTPRateLimitAcrossInstances(t *testing.T) {
 		flowFile).CombinedOutput(); err != nil {
 		t.Fatalf("flow import: %v %s", err, out)
 	}
+	// On PostgreSQL a server needs the key that encrypts secrets; instances share it.
+	key := secret.NewKey()
 	servers := []*serverProcess{
-		startServe(t, bin, "--db", db, "--http-allow", "127.0.0.1/32"),
-		startServe(t, bin, "--db", db, "--http-allow", "127.0.0.1/32"),
+		startServe(t, bin, "--db", db, "--http-allow", "127.0.0.1/32", "--secret-key", key),
+		startServe(t, bin, "--db", db, "--http-allow", "127.0.0.1/32", "--secret-key", key),
 	}
 
 	// The limit is per calendar minute: start early in one, so that all 50 calls fall in it.

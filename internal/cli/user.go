@@ -51,7 +51,7 @@ func userCmd(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 	}
-	st, err := openDB(ctx, *db)
+	st, err := openDB(ctx, env, *db)
 	if err != nil {
 		return err
 	}

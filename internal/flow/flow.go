@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"regexp"
 	"unicode/utf8"
+	"strings"
 
 	"github.com/parleyhq/parley/internal/msg"
 )
@@ -107,11 +108,14 @@ type InputNode struct {
 
 // HTTPNode calls an external API (SPEC section 4).
 type HTTPNode struct {
-	ID             string            `json:"id"`
-	Name           string            `json:"name,omitempty"`
-	Method         string            `json:"method"`
-	URL            string            `json:"url"`
-	Headers        map[string]string `json:"headers,omitempty"`
+	ID      string            `json:"id"`
+	Name    string            `json:"name,omitempty"`
+	Method  string            `json:"method"`
+	URL     string            `json:"url"`
+	Headers map[string]string `json:"headers,omitempty"`
+	// SecretHeaders names the headers whose values are secrets (tokens, API keys):
+	// stored encrypted, shown as RedactedSecret on export, redacted in call logs.
+	SecretHeaders  []string          `json:"secret_headers,omitempty"`
 	Body           *HTTPBody         `json:"body,omitempty"`
 	Save           map[string]string `json:"save,omitempty"`
 	OnFailure      string            `json:"on_failure,omitempty"` // continue (default) or stop
@@ -188,6 +192,20 @@ func (n *HTTPNode) Timeout() int {
 		return MaxHTTPTimeoutSeconds
 	}
 	return n.TimeoutSeconds
+}
+
+// RedactedSecret stands for a secret header's value in an exported flow. Importing a
+// document whose secret header still holds it keeps the value stored for that header.
+const RedactedSecret = "[REDACTED]"
+
+// IsSecretHeader reports whether the header name (any case) is one of SecretHeaders.
+func (n *HTTPNode) IsSecretHeader(name string) bool {
+	for _, s := range n.SecretHeaders {
+		if strings.EqualFold(strings.TrimSpace(s), strings.TrimSpace(name)) {
+			return true
+		}
+	}
+	return false
 }
 
 // StopOnFailure reports whether a failed call ends the run.

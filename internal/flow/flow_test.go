@@ -56,6 +56,53 @@ func TestParseValid(t *testing.T) {
 	}
 }
 
+func TestSecretHeaders(t *testing.T) {
+	f, err := Parse([]byte(doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com",
+		"headers": {"x-token": "{{t}}", "X-Other": "o"}, "secret_headers": ["X-Token"]}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := f.Node("a")
+	h := n.(*HTTPNode)
+	for name, want := range map[string]bool{"X-Token": true, "x-token": true, "X-TOKEN": true, "X-Other": false, "Token": false} {
+		if got := h.IsSecretHeader(name); got != want {
+			t.Errorf("IsSecretHeader(%q) = %v, want %v", name, got, want)
+		}
+	}
+	out, _ := json.Marshal(f)
+	if !strings.Contains(string(out), `"secret_headers":["X-Token"]`) {
+		t.Fatalf("the list does not survive a round trip: %s", out)
+	}
+	// The schema describes the field as validate.go checks it.
+	var schema struct {
+		Defs struct {
+			Node struct {
+				OneOf []struct {
+					Properties map[string]json.RawMessage `json:"properties"`
+				} `json:"oneOf"`
+			} `json:"node"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(Schema, &schema); err != nil {
+		t.Fatal(err)
+	}
+	var field struct {
+		Type        string `json:"type"`
+		UniqueItems bool   `json:"uniqueItems"`
+		Items       struct {
+			Type, Pattern string
+		} `json:"items"`
+	}
+	for _, alt := range schema.Defs.Node.OneOf {
+		if string(alt.Properties["type"]) == `{"const": "http"}` {
+			_ = json.Unmarshal(alt.Properties["secret_headers"], &field)
+		}
+	}
+	if field.Type != "array" || !field.UniqueItems || field.Items.Type != "string" || field.Items.Pattern != "^[^ :\r\n]+$" {
+		t.Fatalf("the schema's secret_headers is %+v", field)
+	}
+}
+
 // node builds a minimal document around the given nodes, starting at the first.
 func doc(nodes ...string) string {
 	return `{"start": "a", "nodes": [` + strings.Join(nodes, ",") + `]}`
@@ -113,6 +160,12 @@ var parseErrorCases = []struct {
 	{"null member", doc(`{"id": "a", "type": "message", "text": "x", "next": null}`), "a", "next: null is not a value here"},
 	{"null button", doc(`{"id": "a", "type": "message", "text": "x", "buttons": [null]}`), "a", "buttons[0]: null"},
 	{"long text in characters", doc(`{"id": "a", "type": "message", "text": "` + strings.Repeat("é", MaxTextLength+1) + `"}`), "a", "longer than 4096"},
+	{"secret header not among the headers", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "headers": {"X-Token": "t"}, "secret_headers": ["X-Key"]}`), "a", `"X-Key" is not one of the node's headers`},
+	{"secret headers without headers", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "secret_headers": ["X-Key"]}`), "a", "not one of the node's headers"},
+	{"secret header listed twice", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "headers": {"X-Token": "t"}, "secret_headers": ["X-Token", "X-Token"]}`), "a", "listed twice"},
+	{"secret header bad name", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "headers": {"X-Token": "t"}, "secret_headers": ["X Token"]}`), "a", "not a valid header name"},
+	{"secret headers not a list", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "headers": {"X-Token": "t"}, "secret_headers": "X-Token"}`), "a", "cannot unmarshal"},
+	{"secret headers on a message", doc(`{"id": "a", "type": "message", "text": "x", "secret_headers": ["X-Token"]}`), "a", "unknown field"},
 }
 
 func TestParseErrors(t *testing.T) {

@@ -308,6 +308,18 @@ func (c *checker) http(n *HTTPNode) {
 		}
 		c.template(id, "headers."+k, v)
 	}
+	seen := make(map[string]bool, len(n.SecretHeaders))
+	for _, name := range n.SecretHeaders {
+		switch {
+		case name == "" || strings.ContainsAny(name, " :\r\n"):
+			c.add(id, "secret_headers", "%q is not a valid header name", name)
+		case seen[name]:
+			c.add(id, "secret_headers", "%q is listed twice", name)
+		case !hasHeader(n.Headers, name):
+			c.add(id, "secret_headers", "%q is not one of the node's headers", name)
+		}
+		seen[name] = true
+	}
 	if b := n.Body; b != nil {
 		switch b.Mode {
 		case "", "none":
@@ -425,4 +437,14 @@ func (c *checker) loops() {
 			}
 		}
 	}
+}
+
+// hasHeader reports whether headers has name, in any case.
+func hasHeader(headers map[string]string, name string) bool {
+	for k := range headers {
+		if strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
 }

@@ -50,7 +50,9 @@ const (
 // Options configure a Client.
 type Options struct {
 	// Allow lists what may be reached even though it is in a blocked range: CIDRs
-	// ("127.0.0.1/32", "10.1.0.0/16"), single IPs, and exact host names ("crm.internal").
+	// ("127.0.0.1/32", "10.1.0.0/16"), single IPs, and exact host names ("crm.internal"),
+	// on any port; and an IP or host name with a port ("127.0.0.1:9100", "[::1]:9100",
+	// "crm.internal:8443"), on that port only.
 	Allow []string
 	// MaxResponseBytes caps how much of a response body is read (default 256 KiB).
 	MaxResponseBytes int64
@@ -62,8 +64,8 @@ type Options struct {
 type Client struct {
 	http      *http.Client
 	transport *http.Transport
-	allowNets []netip.Prefix
-	allowHost map[string]bool
+	allowNets []allowNet
+	allowHost map[hostPort]bool
 	maxBytes  int64
 	userAgent string
 	dialer    *net.Dialer
@@ -71,11 +73,24 @@ type Client struct {
 	lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
+// allowNet is an allow entry of addresses: a prefix, on one port or (0) on any.
+type allowNet struct {
+	prefix netip.Prefix
+	port   uint16
+}
+
+// hostPort is an allow entry of a host name, on one port or (0) on any.
+type hostPort struct {
+	host string
+	port uint16
+}
+
 // NewClient returns a Client. An entry of opts.Allow that is neither a CIDR, an IP nor a
-// host name is an error, so a typo in the configuration is found at start.
+// host name, with or without a port, is an error, so a typo in the configuration is
+// found at start.
 func NewClient(opts Options) (*Client, error) {
 	c := &Client{
-		allowHost: make(map[string]bool),
+		allowHost: make(map[hostPort]bool),
 		maxBytes:  opts.MaxResponseBytes,
 		userAgent: opts.UserAgent,
 		dialer:    &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second},
@@ -88,28 +103,9 @@ func NewClient(opts Options) (*Client, error) {
 		c.userAgent = DefaultUserAgent
 	}
 	for _, entry := range opts.Allow {
-		e := strings.TrimSpace(entry)
-		if e == "" {
-			continue
+		if err := c.addAllow(strings.TrimSpace(entry)); err != nil {
+			return nil, fmt.Errorf("httpstep: allow entry %q: %w", entry, err)
 		}
-		if strings.Contains(e, "/") {
-			p, err := netip.ParsePrefix(e)
-			if err != nil {
-				return nil, fmt.Errorf("httpstep: allow entry %q: %w", entry, err)
-			}
-			c.allowNets = append(c.allowNets, p.Masked())
-			continue
-		}
-		if ip, err := netip.ParseAddr(e); err == nil {
-			ip = ip.Unmap().WithZone("")
-			c.allowNets = append(c.allowNets, netip.PrefixFrom(ip, ip.BitLen()))
-			continue
-		}
-		h := normalizeHost(e)
-		if !validHostName(h) {
-			return nil, fmt.Errorf("httpstep: allow entry %q is not a CIDR, an IP address or a host name", entry)
-		}
-		c.allowHost[h] = true
 	}
 	c.transport = &http.Transport{
 		Proxy:                  nil, // never a proxy from the environment: it would bypass the guard
@@ -122,16 +118,87 @@ func NewClient(opts Options) (*Client, error) {
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 	}
-	c.http = &http.Client{
-		Transport: c.transport,
-		CheckRedirect: func(_ *http.Request, via []*http.Request) error {
-			if len(via) > MaxRedirects {
-				return errTooManyRedirects
-			}
-			return nil
-		},
-	}
+	c.http = &http.Client{Transport: c.transport, CheckRedirect: c.checkRedirect}
 	return c, nil
+}
+
+// addAllow adds one entry of Options.Allow.
+func (c *Client) addAllow(e string) error {
+	if e == "" {
+		return nil
+	}
+	if strings.Contains(e, "/") {
+		p, err := netip.ParsePrefix(e)
+		if err != nil {
+			return err
+		}
+		c.allowNets = append(c.allowNets, allowNet{prefix: p.Masked()})
+		return nil
+	}
+	single := func(ip netip.Addr, port uint16) {
+		ip = ip.Unmap().WithZone("")
+		c.allowNets = append(c.allowNets, allowNet{prefix: netip.PrefixFrom(ip, ip.BitLen()), port: port})
+	}
+	if ip, err := netip.ParseAddr(e); err == nil {
+		single(ip, 0)
+		return nil
+	}
+	if ap, err := netip.ParseAddrPort(e); err == nil {
+		if ap.Port() == 0 {
+			return errors.New("port 0 is no port")
+		}
+		single(ap.Addr(), ap.Port())
+		return nil
+	}
+	host, port := e, uint16(0)
+	if h, p, err := net.SplitHostPort(e); err == nil {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			return fmt.Errorf("port %q is not a number from 1 to 65535", p)
+		}
+		host, port = h, uint16(n)
+	}
+	h := normalizeHost(host)
+	if !validHostName(h) {
+		return errors.New("not a CIDR, an IP address or a host name, with or without a :port")
+	}
+	c.allowHost[hostPort{h, port}] = true
+	return nil
+}
+
+// checkRedirect follows at most MaxRedirects redirects. A redirect to another origin
+// (scheme, host or port) than the node's URL carries none of the node's headers: they
+// may hold credentials meant for that one server, and Go itself strips only
+// Authorization and cookies. The Referer, which would show the node's URL and its query
+// to the new host, goes too. The new host gets Parley's User-Agent and, when a 307 or
+// 308 re-sends the body, its Content-Type.
+func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) > MaxRedirects {
+		return errTooManyRedirects
+	}
+	if origin(req.URL) != origin(via[0].URL) {
+		h := http.Header{"User-Agent": {c.userAgent}}
+		if ct := req.Header.Get("Content-Type"); ct != "" && req.Body != nil && req.Body != http.NoBody {
+			h.Set("Content-Type", ct)
+		}
+		req.Header = h
+	}
+	return nil
+}
+
+// origin is a URL's scheme, host and port, the port made explicit.
+func origin(u *url.URL) string {
+	scheme := strings.ToLower(u.Scheme)
+	port := u.Port()
+	if port == "" {
+		switch scheme {
+		case "http":
+			port = "80"
+		case "https":
+			port = "443"
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(normalizeHost(u.Hostname()), port)
 }
 
 // CloseIdleConnections closes kept-alive connections, for a tidy shutdown.
@@ -357,7 +424,7 @@ func (c *Client) dialContext(ctx context.Context, network, addr string) (net.Con
 		return nil, fmt.Errorf("bad port %q", portText)
 	}
 	name := normalizeHost(host)
-	hostAllowed := c.allowHost[name]
+	hostAllowed := c.allowHost[hostPort{name, 0}] || c.allowHost[hostPort{name, uint16(port)}]
 
 	var ips []netip.Addr
 	if ip, err := netip.ParseAddr(host); err == nil {
@@ -382,7 +449,7 @@ func (c *Client) dialContext(ctx context.Context, network, addr string) (net.Con
 	var lastErr error
 	for _, ip := range ips {
 		ip = ip.Unmap()
-		if !hostAllowed && !c.ipAllowed(ip) {
+		if !hostAllowed && !c.ipAllowed(ip, uint16(port)) {
 			if reason := blockedReason(ip); reason != "" {
 				if refused == nil {
 					refused = &blockedError{host: host, ip: ip.WithZone(""), reason: reason}
@@ -405,10 +472,10 @@ func (c *Client) dialContext(ctx context.Context, network, addr string) (net.Con
 	return nil, refused
 }
 
-func (c *Client) ipAllowed(ip netip.Addr) bool {
+func (c *Client) ipAllowed(ip netip.Addr, port uint16) bool {
 	ip = ip.WithZone("")
-	for _, p := range c.allowNets {
-		if p.Contains(ip) {
+	for _, a := range c.allowNets {
+		if a.prefix.Contains(ip) && (a.port == 0 || a.port == port) {
 			return true
 		}
 	}
@@ -428,12 +495,19 @@ var blockedRanges = []struct {
 	{netip.MustParsePrefix("169.254.0.0/16"), "a link-local address"},
 	{netip.MustParsePrefix("172.16.0.0/12"), "a private address"},
 	{netip.MustParsePrefix("192.168.0.0/16"), "a private address"},
+	{netip.MustParsePrefix("198.18.0.0/15"), "a benchmarking address"},
 	{netip.MustParsePrefix("224.0.0.0/4"), "a multicast address"},
 	{netip.MustParsePrefix("255.255.255.255/32"), "the broadcast address"},
 	{netip.MustParsePrefix("240.0.0.0/4"), "a reserved address"},
 	{netip.MustParsePrefix("::/128"), "an unspecified address"},
 	{netip.MustParsePrefix("::1/128"), "a loopback address"},
 	{netip.MustParsePrefix("::/96"), "a reserved address"}, // IPv4-compatible, deprecated
+	// Teredo tunnels reach an IPv4 host through a relay; the client's address is
+	// obfuscated in the last bits, and no HTTP API is served from one.
+	{netip.MustParsePrefix("2001::/32"), "a Teredo tunnel address"},
+	// Local-use NAT64 (RFC 8215) translates to IPv4 by a site's own rules, which may
+	// well lead into its private network.
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "a local-use NAT64 address"},
 	{netip.MustParsePrefix("fc00::/7"), "a private address"},
 	{netip.MustParsePrefix("fe80::/10"), "a link-local address"},
 	{netip.MustParsePrefix("ff00::/8"), "a multicast address"},
@@ -442,12 +516,25 @@ var blockedRanges = []struct {
 // nat64 is the well-known NAT64 prefix, which reaches the IPv4 address in its last bits.
 var nat64 = netip.MustParsePrefix("64:ff9b::/96")
 
+// sixToFour is the 6to4 prefix (RFC 3056): 2002:AABB:CCDD::/48 reaches the IPv4 address
+// AA.BB.CC.DD through a relay.
+var sixToFour = netip.MustParsePrefix("2002::/16")
+
 // blockedReason says why ip may not be dialled without an allow entry, or "" if it may.
+// An IPv6 address that embeds an IPv4 one (NAT64, 6to4) is judged by the IPv4 address.
 func blockedReason(ip netip.Addr) string {
 	ip = ip.Unmap().WithZone("")
-	if nat64.Contains(ip) {
+	switch {
+	case nat64.Contains(ip):
 		b := ip.As16()
 		ip = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
+	case sixToFour.Contains(ip):
+		b := ip.As16()
+		v4 := netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]})
+		if reason := blockedReason(v4); reason != "" {
+			return fmt.Sprintf("a 6to4 address of %s, %s", v4, reason)
+		}
+		return ""
 	}
 	for _, r := range blockedRanges {
 		if r.prefix.Contains(ip) {

@@ -376,6 +376,22 @@ func TestDoGuard(t *testing.T) {
 			wantError: "blocked: 169.254.169.254 is a link-local address"},
 		{name: "IPv6 loopback literal", allow: loopback, url: "http://[::1]:1/", wantError: "blocked: ::1 is a loopback address"},
 		{name: "unspecified", allow: loopback, url: "http://0.0.0.0:1/", wantError: "blocked: 0.0.0.0 is an unspecified address"},
+		{name: "allowed by IP and its port", allow: []string{fmt.Sprintf("127.0.0.1:%d", port)}, url: srv.URL},
+		{name: "an IP:port entry allows no other port", allow: []string{fmt.Sprintf("127.0.0.1:%d", port+1)}, url: srv.URL,
+			wantError: "blocked: 127.0.0.1 is a loopback address"},
+		{name: "allowed by host name and its port", allow: []string{fmt.Sprintf("crm.internal:%d", port)},
+			hosts: map[string][]string{"crm.internal": {"127.0.0.1"}}, url: hostURL("crm.internal")},
+		{name: "a host:port entry allows no other port", allow: []string{fmt.Sprintf("crm.internal:%d", port+1)},
+			hosts: map[string][]string{"crm.internal": {"127.0.0.1"}}, url: hostURL("crm.internal"),
+			wantError: "blocked: crm.internal (127.0.0.1) is a loopback address"},
+		{name: "a name resolving to 6to4 of a private address",
+			hosts: map[string][]string{"six.example": {"2002:a00:5::1"}}, url: hostURL("six.example"),
+			wantError: "blocked: six.example (2002:a00:5::1) is a 6to4 address of 10.0.0.5, a private address"},
+		{name: "a name resolving to Teredo", hosts: map[string][]string{"teredo.example": {"2001:0:4136:e378:8000:63bf:3fff:fdd2"}},
+			url: hostURL("teredo.example"), wantError: "blocked: teredo.example (2001:0:4136:e378:8000:63bf:3fff:fdd2) is a Teredo tunnel address"},
+		{name: "a name resolving to local-use NAT64", hosts: map[string][]string{"nat.example": {"64:ff9b:1::a00:5"}},
+			url: hostURL("nat.example"), wantError: "blocked: nat.example (64:ff9b:1::a00:5) is a local-use NAT64 address"},
+		{name: "a benchmarking address literal", url: "http://198.18.0.1:1/", wantError: "blocked: 198.18.0.1 is a benchmarking address"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -466,38 +482,141 @@ func TestDoRedirects(t *testing.T) {
 	}
 }
 
+// TestDoRedirectToAnotherHost: a redirect to another origin gets none of the node's
+// headers (nor a Referer showing the node's URL); one on the same origin keeps them.
+func TestDoRedirectToAnotherHost(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		path   string
+		header http.Header
+		body   string
+	}
+	seenc := make(chan seen, 10)
+	record := func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		seenc <- seen{r.URL.Path, r.Header.Clone(), string(b)}
+		fmt.Fprint(w, `{"ok":true}`)
+	}
+	other := http.NewServeMux()
+	other.HandleFunc("/landing", record)
+	otherSrv := httptest.NewServer(other)
+	t.Cleanup(otherSrv.Close)
+
+	front := http.NewServeMux()
+	frontSrv := httptest.NewServer(front)
+	t.Cleanup(frontSrv.Close)
+	front.HandleFunc("/away", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, otherSrv.URL+"/landing", http.StatusFound)
+	})
+	front.HandleFunc("/away-post", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, otherSrv.URL+"/landing", http.StatusTemporaryRedirect)
+	})
+	front.HandleFunc("/here", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/landing", http.StatusFound)
+	})
+	front.HandleFunc("/landing", record)
+	other.HandleFunc("/back", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, frontSrv.URL+"/landing", http.StatusFound)
+	})
+	front.HandleFunc("/away-and-back", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, otherSrv.URL+"/back", http.StatusFound)
+	})
+
+	nodeHeaders := http.Header{"X-Token": {"s3cret"}, "X-Tenant": {"acme"}, "Authorization": {"Bearer abc"},
+		"User-Agent": {"Mine/1"}, "Content-Type": {"application/json"}}
+	tests := []struct {
+		name, method, path string
+		body               string
+		wantPath           string
+		keep               bool // the node's headers arrive
+		wantCT             string
+	}{
+		{"302 to another port", "GET", "/away", "", "/landing", false, ""},
+		{"307 re-sends the body to another port", "POST", "/away-post", `{"a":1}`, "/landing", false, "application/json"},
+		{"same origin", "GET", "/here", "", "/landing", true, "application/json"},
+		{"another origin and back", "GET", "/away-and-back", "", "/landing", true, "application/json"},
+	}
+	c := newClient(t, Options{Allow: loopback})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := c.Do(context.Background(), &Call{Method: tt.method, URL: frontSrv.URL + tt.path, Header: nodeHeaders.Clone(),
+				Body: []byte(tt.body), ContentType: "application/json"}, 5*time.Second)
+			if res.Failed {
+				t.Fatalf("call failed: %s", res.Error)
+			}
+			got := <-seenc
+			if got.path != tt.wantPath || got.body != tt.body {
+				t.Fatalf("landed on %s with body %q", got.path, got.body)
+			}
+			for _, name := range []string{"X-Token", "X-Tenant", "Authorization"} {
+				if has := got.header.Get(name) != ""; has != tt.keep {
+					t.Errorf("%s arrived: %v, want %v (headers %v)", name, has, tt.keep, got.header)
+				}
+			}
+			wantUA := "Mine/1"
+			if !tt.keep {
+				wantUA = DefaultUserAgent
+				if ref := got.header.Get("Referer"); ref != "" {
+					t.Errorf("the other host got Referer %q", ref)
+				}
+			}
+			if ua := got.header.Get("User-Agent"); ua != wantUA {
+				t.Errorf("User-Agent %q, want %q", ua, wantUA)
+			}
+			if ct := got.header.Get("Content-Type"); ct != tt.wantCT && !(tt.method == "GET" && ct == "") {
+				t.Errorf("Content-Type %q, want %q", ct, tt.wantCT)
+			}
+		})
+	}
+}
+
 func TestBlockedReason(t *testing.T) {
 	t.Parallel()
 	tests := map[string]string{
-		"10.0.0.5":          "a private address",
-		"172.16.3.4":        "a private address",
-		"172.31.255.255":    "a private address",
-		"192.168.1.1":       "a private address",
-		"127.0.0.1":         "a loopback address",
-		"127.9.9.9":         "a loopback address",
-		"169.254.169.254":   "a link-local address",
-		"100.64.0.1":        "a shared (carrier-grade NAT) address",
-		"100.127.255.254":   "a shared (carrier-grade NAT) address",
-		"0.0.0.0":           "an unspecified address",
-		"224.0.0.1":         "a multicast address",
-		"239.255.255.250":   "a multicast address",
-		"255.255.255.255":   "the broadcast address",
-		"::":                "an unspecified address",
-		"::1":               "a loopback address",
-		"fe80::1":           "a link-local address",
-		"fe80::1%eth0":      "a link-local address",
-		"fc00::1":           "a private address",
-		"fd12:3456::1":      "a private address",
-		"ff02::1":           "a multicast address",
-		"::ffff:10.1.2.3":   "a private address",
-		"64:ff9b::a00:5":    "a private address", // NAT64 of 10.0.0.5
-		"::127.0.0.1":       "a reserved address",
-		"8.8.8.8":           "",
-		"172.32.0.1":        "",
-		"100.128.0.1":       "",
-		"2606:4700::1111":   "",
-		"64:ff9b::808:808":  "", // NAT64 of 8.8.8.8
-		"::ffff:93.184.1.1": "",
+		"10.0.0.5":                             "a private address",
+		"172.16.3.4":                           "a private address",
+		"172.31.255.255":                       "a private address",
+		"192.168.1.1":                          "a private address",
+		"127.0.0.1":                            "a loopback address",
+		"127.9.9.9":                            "a loopback address",
+		"169.254.169.254":                      "a link-local address",
+		"100.64.0.1":                           "a shared (carrier-grade NAT) address",
+		"100.127.255.254":                      "a shared (carrier-grade NAT) address",
+		"0.0.0.0":                              "an unspecified address",
+		"224.0.0.1":                            "a multicast address",
+		"239.255.255.250":                      "a multicast address",
+		"255.255.255.255":                      "the broadcast address",
+		"::":                                   "an unspecified address",
+		"::1":                                  "a loopback address",
+		"fe80::1":                              "a link-local address",
+		"fe80::1%eth0":                         "a link-local address",
+		"fc00::1":                              "a private address",
+		"fd12:3456::1":                         "a private address",
+		"ff02::1":                              "a multicast address",
+		"::ffff:10.1.2.3":                      "a private address",
+		"64:ff9b::a00:5":                       "a private address", // NAT64 of 10.0.0.5
+		"::127.0.0.1":                          "a reserved address",
+		"8.8.8.8":                              "",
+		"172.32.0.1":                           "",
+		"100.128.0.1":                          "",
+		"2606:4700::1111":                      "",
+		"64:ff9b::808:808":                     "", // NAT64 of 8.8.8.8
+		"::ffff:93.184.1.1":                    "",
+		"198.18.0.1":                           "a benchmarking address",
+		"198.19.255.254":                       "a benchmarking address",
+		"198.17.255.255":                       "",
+		"198.20.0.1":                           "",
+		"2001::1":                              "a Teredo tunnel address",
+		"2001:0:4136:e378:8000:63bf:3fff:fdd2": "a Teredo tunnel address",
+		"2001:db8::1":                          "", // documentation, not Teredo: 2001::/32 ends at 2001:0:ffff:...
+		"2001:1::1":                            "",
+		"64:ff9b:1::a00:5":                     "a local-use NAT64 address",
+		"64:ff9b:1:ffff::1":                    "a local-use NAT64 address",
+		"2002:a00:5::1":                        "a 6to4 address of 10.0.0.5, a private address",
+		"2002:7f00:1::":                        "a 6to4 address of 127.0.0.1, a loopback address",
+		"2002:a9fe:a9fe::1":                    "a 6to4 address of 169.254.169.254, a link-local address",
+		"2002:c612:1::1":                       "a 6to4 address of 198.18.0.1, a benchmarking address",
+		"2002:808:808::1":                      "", // 6to4 of 8.8.8.8
 	}
 	for ip, want := range tests {
 		if got := blockedReason(netip.MustParseAddr(ip)); got != want {
@@ -519,7 +638,13 @@ func TestNewClientAllow(t *testing.T) {
 		{[]string{"not a host"}, true},
 		{[]string{"http://crm.internal"}, true},
 		{[]string{"crm..internal"}, true},
-		{[]string{"crm.internal:8080"}, true},
+		{[]string{"crm.internal:8080", "127.0.0.1:9100", "[::1]:9100"}, false},
+		{[]string{"crm.internal:0"}, true},
+		{[]string{"127.0.0.1:0"}, true},
+		{[]string{"crm.internal:http"}, true},
+		{[]string{"127.0.0.1:70000"}, true},
+		{[]string{"10.0.0.0/8:443"}, true},
+		{[]string{"bad host:443"}, true},
 	}
 	for _, tt := range tests {
 		_, err := NewClient(Options{Allow: tt.allow})

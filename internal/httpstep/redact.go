@@ -50,6 +50,28 @@ func Redact(r *Result) *Result {
 	return &out
 }
 
+// RedactSecretHeaders returns r with the request headers named in secret (a node's
+// secret_headers, any case) redacted, whatever their names; r is not changed. A nil r
+// or an empty list gives r back.
+func RedactSecretHeaders(r *Result, secret []string) *Result {
+	if r == nil || len(secret) == 0 || len(r.Request.Header) == 0 {
+		return r
+	}
+	out := *r
+	out.Request.Header = r.Request.Header.Clone()
+	for _, name := range secret {
+		canon := http.CanonicalHeaderKey(strings.TrimSpace(name))
+		if values, ok := out.Request.Header[canon]; ok {
+			red := make([]string, len(values))
+			for i := range red {
+				red[i] = Redacted
+			}
+			out.Request.Header[canon] = red
+		}
+	}
+	return &out
+}
+
 func isForm(h http.Header) bool {
 	ct := strings.ToLower(strings.TrimSpace(h.Get("Content-Type")))
 	return strings.HasPrefix(ct, ContentTypeForm)

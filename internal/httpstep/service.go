@@ -182,7 +182,11 @@ func (s *Service) call(ctx context.Context, in callInput) (*Result, recorded) {
 		return BuildFailure(nil, errors.New("no http node to call")), recorded{}
 	}
 	var res *Result
-	call, err := Build(in.node, in.lookup)
+	node, err := s.openSecrets(in.node)
+	var call *Call
+	if err == nil {
+		call, err = Build(node, in.lookup)
+	}
 	if err != nil {
 		res = BuildFailure(in.node, err)
 	} else {
@@ -329,8 +333,29 @@ type record struct {
 	noMail bool
 }
 
+// openSecrets returns n with its secret headers decrypted, for Build; n itself (shared
+// by every run of the flow version) keeps them encrypted.
+func (s *Service) openSecrets(n *flow.HTTPNode) (*flow.HTTPNode, error) {
+	if len(n.SecretHeaders) == 0 {
+		return n, nil
+	}
+	out := *n
+	out.Headers = maps.Clone(n.Headers)
+	for name, v := range n.Headers {
+		if !n.IsSecretHeader(name) {
+			continue
+		}
+		plain, err := s.st.Secrets().Decrypt(v)
+		if err != nil {
+			return nil, &RequestError{Node: n.ID, Field: "headers." + name, Reason: "the secret value cannot be decrypted", Err: err}
+		}
+		out.Headers[name] = plain
+	}
+	return &out, nil
+}
+
 func (s *Service) newRecord(in callInput, res *Result) *record {
-	red := Redact(res)
+	red := RedactSecretHeaders(Redact(res), in.node.SecretHeaders)
 	detail, err := json.Marshal(logDetail{Request: red.Request, Response: red.Response, ErrorKind: red.ErrorKind, Leaves: red.Leaves})
 	if err != nil { // cannot happen with these types; log the call without its detail
 		s.log.Error("http step: encode log", "flow", in.flowKey, "node", in.node.ID, "err", err)
@@ -695,7 +720,8 @@ func (s *Service) Step(ctx context.Context, customerID, botID int64, flowKey, no
 }
 
 // TestResult is the outcome of the Test action: the call in full (not redacted: it goes
-// to the admin who asked, and its log is redacted), and what a run would make of it.
+// to the admin who asked, and its log is redacted) but for the values of the node's
+// secret headers, and what a run would make of it.
 type TestResult struct {
 	*Result
 	DurationMS float64 `json:"duration_ms"`
@@ -724,6 +750,8 @@ func (s *Service) Test(ctx context.Context, st Step, attrs map[string]string) (*
 		return v, ok
 	}
 	res, rec := s.call(ctx, callInput{customerID: st.CustomerID, flowID: st.FlowID, flowKey: st.FlowKey, node: st.Node, lookup: lookup})
+	// Secret headers are not shown back, here as in exports and logs.
+	res = RedactSecretHeaders(res, st.Node.SecretHeaders)
 	out := &TestResult{Result: res, DurationMS: ms(res.Duration), Attributes: map[string]string{},
 		StructureChanged: rec.structureChanged, Message: res.MappingError, LogID: rec.logID}
 	if rec.structureChanged {

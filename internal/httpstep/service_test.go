@@ -1038,3 +1038,68 @@ func TestServiceRecordsInGroups(t *testing.T) {
 		}
 	})
 }
+
+// TestServiceSecretHeaders: a header the node marks secret is stored encrypted, sent
+// decrypted, and redacted in the logs and the Test action whatever its name says.
+func TestServiceSecretHeaders(t *testing.T) {
+	for _, e := range storetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			t.Parallel()
+			dsn := e.DSN(t)
+			testSecretHeaders(t, dsn, storetest.Open(t, dsn))
+		})
+	}
+}
+
+func testSecretHeaders(t *testing.T, dsn string, st *store.Store) {
+	tg := newTarget(t)
+	var tenant atomic.Value
+	tg.respond(func(w http.ResponseWriter, r *http.Request) {
+		tenant.Store(r.Header.Get("X-Tenant"))
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"ok": true}`)
+	})
+	f := newFixture(t, st, fmt.Sprintf(`[{"id": "call", "type": "http", "method": "GET", "url": "%s/x",
+		"headers": {"X-Tenant": "tenant-secret-{{n}}", "X-Trace": "visible"}, "secret_headers": ["x-tenant"]}]`, tg.URL))
+	f.setRate(t, 1000)
+	ctx := context.Background()
+	rec, err := st.FlowByKey(ctx, f.botID, f.key)
+	if err != nil || strings.Contains(string(rec.Document), "tenant-secret") || !strings.Contains(string(rec.Document), "enc:v1:") {
+		t.Fatalf("stored document: %s, %v", rec.Document, err)
+	}
+	s := newService(t, Config{Store: st})
+	step := f.step(t, s, "call")
+	if res := runCall(s, step, step.Node, map[string]string{"n": "7"}); res.Failed {
+		t.Fatalf("call: %+v", res)
+	}
+	if got := tenant.Load(); got != "tenant-secret-7" {
+		t.Fatalf("the target got X-Tenant %q, want the decrypted value", got)
+	}
+	if !secretIsEncrypted(step.Node.Headers["X-Tenant"]) {
+		t.Fatalf("the node's value was decrypted in place: %q", step.Node.Headers["X-Tenant"])
+	}
+	res, err := s.Test(ctx, step, map[string]string{"n": "8"})
+	if err != nil || res.Failed || tenant.Load() != "tenant-secret-8" {
+		t.Fatalf("test call: %+v, %v, target got %v", res, err, tenant.Load())
+	}
+	if res.Request.Header.Get("X-Tenant") != Redacted || res.Request.Header.Get("X-Trace") != "visible" {
+		t.Fatalf("the Test action shows headers %v", res.Request.Header)
+	}
+	for _, id := range []int64{1, 2} {
+		l, err := s.Log(ctx, step, id)
+		if err != nil || l.Request.Header.Get("X-Tenant") != Redacted || l.Request.Header.Get("X-Trace") != "visible" {
+			t.Fatalf("log %d = %+v, %v", id, l.Request.Header, err)
+		}
+	}
+
+	// A value no configured key opens fails the call, saying why, and sends nothing.
+	other := storetest.OpenWithKeys(t, dsn, nil)
+	s2 := newService(t, Config{Store: other})
+	before := tg.hits.Load()
+	res2 := runCall(s2, step, step.Node, nil)
+	if !res2.Failed || !strings.Contains(res2.Error, "headers.X-Tenant: the secret value cannot be decrypted") || tg.hits.Load() != before {
+		t.Fatalf("call without the key: %+v", res2)
+	}
+}
+
+func secretIsEncrypted(v string) bool { return strings.HasPrefix(v, "enc:v1:") }

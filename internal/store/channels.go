@@ -103,3 +103,47 @@ func (s *Store) ReservePacingSlot(ctx context.Context, sender string, nowUS, int
 	}
 	return max(next, nowUS), false, nil
 }
+
+// StoredChannelConfig is one bot's stored settings for a channel, as saved.
+type StoredChannelConfig struct {
+	BotID   int64
+	Channel string
+	Config  []byte
+}
+
+// AllChannelConfigs lists the stored settings of every bot's channels, for the
+// start-up key check and for re-encrypting secrets under a new key. The table holds a
+// row or two per bot.
+func (s *Store) AllChannelConfigs(ctx context.Context) ([]StoredChannelConfig, error) {
+	rows, err := s.r.Query(ctx, `SELECT bot_id, channel, config FROM channel_configs ORDER BY bot_id, channel`)
+	if err != nil {
+		return nil, fmt.Errorf("list channel configs: %w", err)
+	}
+	defer rows.Close()
+	var out []StoredChannelConfig
+	for rows.Next() {
+		var c StoredChannelConfig
+		var cfg string
+		if err := rows.Scan(&c.BotID, &c.Channel, &cfg); err != nil {
+			return nil, fmt.Errorf("list channel configs: %w", err)
+		}
+		c.Config = []byte(cfg)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list channel configs: %w", err)
+	}
+	return out, nil
+}
+
+// ReplaceChannelConfig replaces the settings of a bot's channel only while they are
+// still old, so a rewrite (re-encryption) never undoes a change made meanwhile. ok is
+// false when they had changed.
+func (s *Store) ReplaceChannelConfig(ctx context.Context, botID int64, channel string, old, config []byte) (ok bool, err error) {
+	n, err := s.w.Exec(ctx, `UPDATE channel_configs SET config = $4, updated_at = $5
+		WHERE bot_id = $1 AND channel = $2 AND config = $3`, botID, channel, string(old), string(config), nowMS())
+	if err != nil {
+		return false, fmt.Errorf("rewrite channel %s of bot #%d: %w", channel, botID, err)
+	}
+	return n == 1, nil
+}

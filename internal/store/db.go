@@ -20,6 +20,8 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/parleyhq/parley/internal/secret"
 )
 
 // Dialect is the database engine behind a Store.
@@ -91,6 +93,8 @@ type Store struct {
 
 	w, r Querier
 
+	secrets *secret.Keyring
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -99,6 +103,11 @@ type Store struct {
 type Options struct {
 	// MaxConns caps PostgreSQL connections (default 32) and SQLite readers (default 8).
 	MaxConns int
+	// Secrets is the keyring of the secrets encrypted at rest in this database. The
+	// store only carries it, since a key belongs to the database it encrypts; the
+	// packages that know which values are secret (channel registry, flow catalog, http
+	// steps) encrypt and decrypt. Nil means no key: secrets cannot be written.
+	Secrets *secret.Keyring
 }
 
 // IsPostgres reports whether dsn names a PostgreSQL database.
@@ -108,11 +117,20 @@ func IsPostgres(dsn string) bool {
 
 // Open connects to dsn: a postgres:// URL or a SQLite file path. It does not migrate.
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	open := openSQLite
 	if IsPostgres(dsn) {
-		return openPostgres(ctx, dsn, opts)
+		open = openPostgres
 	}
-	return openSQLite(ctx, dsn, opts)
+	s, err := open(ctx, dsn, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.secrets = opts.Secrets
+	return s, nil
 }
+
+// Secrets is the keyring of the database's encrypted secrets (nil when none is set).
+func (s *Store) Secrets() *secret.Keyring { return s.secrets }
 
 func sqliteDSN(path string, readOnly bool) string {
 	q := url.Values{}

@@ -104,3 +104,57 @@ func (s *Store) Flows(ctx context.Context, botID int64) ([]FlowRecord, error) {
 	}
 	return out, rows.Err()
 }
+
+// FlowVersionDoc is one stored version of a flow document.
+type FlowVersionDoc struct {
+	FlowID   int64
+	Version  int
+	Key      string
+	Document []byte
+}
+
+// FlowVersionsContaining pages through the stored versions of every flow whose document
+// contains text, in (flow id, version) order after the version given (0, 0 to start),
+// at most limit at a time. Re-encryption finds the documents with secrets this way.
+func (s *Store) FlowVersionsContaining(ctx context.Context, text string, afterFlow int64, afterVersion, limit int) ([]FlowVersionDoc, error) {
+	rows, err := s.r.Query(ctx, `SELECT v.flow_id, v.version, f.flow_key, v.document FROM flow_versions v
+		JOIN flows f ON f.id = v.flow_id
+		WHERE (v.flow_id > $1 OR (v.flow_id = $1 AND v.version > $2)) AND v.document LIKE $3 ESCAPE '\'
+		ORDER BY v.flow_id, v.version LIMIT $4`, afterFlow, afterVersion, likeContains(text), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list flow versions: %w", err)
+	}
+	defer rows.Close()
+	var out []FlowVersionDoc
+	for rows.Next() {
+		var d FlowVersionDoc
+		var doc string
+		if err := rows.Scan(&d.FlowID, &d.Version, &d.Key, &doc); err != nil {
+			return nil, fmt.Errorf("list flow versions: %w", err)
+		}
+		d.Document = []byte(doc)
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list flow versions: %w", err)
+	}
+	return out, nil
+}
+
+// ReplaceFlowDocument rewrites one stored version of a flow, only while it is still old.
+// Versions are otherwise immutable: only re-encryption of their secrets, which leaves
+// what the document means unchanged, rewrites one. ok is false when it had changed.
+func (s *Store) ReplaceFlowDocument(ctx context.Context, flowID int64, version int, old, doc []byte) (ok bool, err error) {
+	n, err := s.w.Exec(ctx, `UPDATE flow_versions SET document = $4 WHERE flow_id = $1 AND version = $2 AND document = $3`,
+		flowID, version, string(old), string(doc))
+	if err != nil {
+		return false, fmt.Errorf("rewrite flow #%d v%d: %w", flowID, version, err)
+	}
+	return n == 1, nil
+}
+
+// likeContains is a LIKE pattern matching text anywhere, its wildcards escaped.
+func likeContains(text string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return "%" + r.Replace(text) + "%"
+}

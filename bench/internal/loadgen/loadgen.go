@@ -20,6 +20,8 @@ import (
 	"github.com/parleyhq/parley/internal/app"
 	"github.com/parleyhq/parley/internal/auth"
 	"github.com/parleyhq/parley/internal/catalog"
+	"github.com/parleyhq/parley/internal/secret"
+	"github.com/parleyhq/parley/internal/store"
 )
 
 // Profile starts a CPU profile to path (when not empty); the returned func stops it.
@@ -58,6 +60,14 @@ func Start(ctx context.Context, cfg app.Config, flows []string, setup func(*app.
 		}
 		cleanup = append(cleanup, func() { os.RemoveAll(dir) })
 		cfg.DB = filepath.Join(dir, "bench.db")
+	}
+	if cfg.SecretKey == "" {
+		// A PostgreSQL server needs a key; the bench's flows hold no secrets, so a
+		// throwaway one serves unless PARLEY_SECRET_KEY names the database's own.
+		cfg.SecretKey = os.Getenv("PARLEY_SECRET_KEY")
+		if cfg.SecretKey == "" && store.IsPostgres(cfg.DB) {
+			cfg.SecretKey = secret.NewKey()
+		}
 	}
 	app.TuneGC()
 	ctx, cancel := context.WithCancel(ctx)

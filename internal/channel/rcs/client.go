@@ -51,19 +51,19 @@ var messageIDNamespace = uuid.MustParse("6f1c2a4e-8d3b-4f57-9a0e-2b7c5d9e1f43")
 type Client struct {
 	base    string
 	agentID string
-	token   string
+	tokens  tokenSource
 	hc      *http.Client
 }
 
-// New returns a client for cfg. AgentID and Token (an OAuth2 access token for the
-// rcsbusinessmessaging scope) are required; BaseURL defaults to DefaultBaseURL. hc may
-// be nil.
+// New returns a client for cfg. AgentID is required, and a way to authenticate: the
+// agent's service-account key (ServiceAccountJSON), from which the client mints access
+// tokens for the rcsbusinessmessaging scope and renews them before they expire, or a
+// static OAuth2 access token (Token), which Google lets expire after about an hour and
+// which is kept only for existing settings. The key wins when both are set. BaseURL
+// defaults to DefaultBaseURL. hc may be nil; it also calls the token endpoint.
 func New(cfg channel.Config, hc *http.Client) (*Client, error) {
 	if strings.TrimSpace(cfg.AgentID) == "" {
 		return nil, errors.New("rcs: agent_id is required")
-	}
-	if strings.TrimSpace(cfg.Token) == "" {
-		return nil, errors.New("rcs: token (an OAuth2 access token) is required")
 	}
 	base, err := channel.BaseURL(cfg.BaseURL, DefaultBaseURL)
 	if err != nil {
@@ -72,7 +72,20 @@ func New(cfg channel.Config, hc *http.Client) (*Client, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: defaultTimeout}
 	}
-	return &Client{base: base, agentID: strings.TrimSpace(cfg.AgentID), token: cfg.Token, hc: hc}, nil
+	c := &Client{base: base, agentID: strings.TrimSpace(cfg.AgentID), hc: hc}
+	switch {
+	case strings.TrimSpace(cfg.ServiceAccountJSON) != "":
+		sa, err := ParseServiceAccount(cfg.ServiceAccountJSON)
+		if err != nil {
+			return nil, fmt.Errorf("rcs: service_account_json: %w", err)
+		}
+		c.tokens = newAccountTokens(sa, hc)
+	case strings.TrimSpace(cfg.Token) != "":
+		c.tokens = staticToken(cfg.Token)
+	default:
+		return nil, errors.New("rcs: service_account_json (the agent's service-account key) or token (an OAuth2 access token) is required")
+	}
+	return c, nil
 }
 
 // External reports true: a send reaches the user's phone.
@@ -163,8 +176,25 @@ func (c *Client) phoneURL(phone, method string, q url.Values) string {
 }
 
 // do sends one request and reads at most maxResponseBytes of the answer. A transport
-// failure comes back as a retryable *channel.Error.
+// failure, or a token that cannot be had, comes back as a *channel.Error. A 401 to a
+// minted token (expired or revoked early) gets one more try with a new token; both
+// calls RBM serves are safe to repeat (a send's messageId makes a repeat a duplicate).
 func (c *Client) do(ctx context.Context, method, u string, body []byte) (*http.Response, []byte, error) {
+	tok, err := c.tokens.token(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, raw, err := c.once(ctx, method, u, body, tok)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || !c.tokens.rejected(tok) {
+		return resp, raw, err
+	}
+	if tok, err = c.tokens.token(ctx); err != nil {
+		return nil, nil, err
+	}
+	return c.once(ctx, method, u, body, tok)
+}
+
+func (c *Client) once(ctx context.Context, method, u string, body []byte, token string) (*http.Response, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -173,7 +203,7 @@ func (c *Client) do(ctx context.Context, method, u string, body []byte) (*http.R
 	if err != nil {
 		return nil, nil, fmt.Errorf("rcs: build request: %w", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

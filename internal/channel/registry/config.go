@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -10,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/parleyhq/parley/internal/channel"
+	"github.com/parleyhq/parley/internal/channel/rcs"
 )
 
 // DefaultWhatsAppRate is Meta's default throughput per business phone number, in
@@ -36,20 +39,25 @@ type field struct {
 	name   string
 	value  func(*channel.Config) *string
 	secret bool
+	// document marks a setting that is a whole document (a JSON key file), which may
+	// hold spaces and line breaks, and is shown redacted by its own hint.
+	document bool
 }
 
 var fields = []field{
-	{"base_url", func(c *channel.Config) *string { return &c.BaseURL }, false},
-	{"phone_number_id", func(c *channel.Config) *string { return &c.PhoneNumberID }, false},
-	{"token", func(c *channel.Config) *string { return &c.Token }, true},
-	{"app_secret", func(c *channel.Config) *string { return &c.AppSecret }, true},
-	{"verify_token", func(c *channel.Config) *string { return &c.VerifyToken }, true},
-	{"agent_id", func(c *channel.Config) *string { return &c.AgentID }, false},
-	{"client_token", func(c *channel.Config) *string { return &c.ClientToken }, true},
-	{"api_version", func(c *channel.Config) *string { return &c.APIVersion }, false},
+	{"base_url", func(c *channel.Config) *string { return &c.BaseURL }, false, false},
+	{"phone_number_id", func(c *channel.Config) *string { return &c.PhoneNumberID }, false, false},
+	{"token", func(c *channel.Config) *string { return &c.Token }, true, false},
+	{"app_secret", func(c *channel.Config) *string { return &c.AppSecret }, true, false},
+	{"verify_token", func(c *channel.Config) *string { return &c.VerifyToken }, true, false},
+	{"agent_id", func(c *channel.Config) *string { return &c.AgentID }, false, false},
+	{"client_token", func(c *channel.Config) *string { return &c.ClientToken }, true, false},
+	{"api_version", func(c *channel.Config) *string { return &c.APIVersion }, false, false},
+	{"service_account_json", func(c *channel.Config) *string { return &c.ServiceAccountJSON }, true, true},
 }
 
 // adapterFields says which settings each adapter takes and which of them it needs.
+// RCS needs one of token and service_account_json besides (see validate).
 var adapterFields = map[string]struct{ allowed, required []string }{
 	channel.AdapterSandbox: {},
 	channel.AdapterWhatsApp: {
@@ -57,12 +65,13 @@ var adapterFields = map[string]struct{ allowed, required []string }{
 		required: []string{"phone_number_id", "token"},
 	},
 	channel.AdapterRCS: {
-		allowed:  []string{"base_url", "agent_id", "token", "client_token"},
-		required: []string{"agent_id", "token"},
+		allowed:  []string{"base_url", "agent_id", "token", "client_token", "service_account_json"},
+		required: []string{"agent_id"},
 	},
 }
 
-// Normalize trims white space around every setting and lower-cases the adapter name.
+// Normalize trims white space around every setting and lower-cases the adapter name. A
+// service-account key that is valid JSON is stored compacted.
 func Normalize(cfg channel.Config) channel.Config {
 	cfg.Adapter = strings.ToLower(strings.TrimSpace(cfg.Adapter))
 	for _, f := range fields {
@@ -70,6 +79,10 @@ func Normalize(cfg channel.Config) channel.Config {
 		*p = strings.TrimSpace(*p)
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	var b bytes.Buffer
+	if cfg.ServiceAccountJSON != "" && json.Compact(&b, []byte(cfg.ServiceAccountJSON)) == nil {
+		cfg.ServiceAccountJSON = b.String()
+	}
 	return cfg
 }
 
@@ -106,7 +119,7 @@ func validate(channelName string, cfg channel.Config) error {
 		if !contains(rules.allowed, f.name) {
 			return fmt.Errorf("%s does not apply to the %s adapter", f.name, cfg.Adapter)
 		}
-		if strings.ContainsFunc(v, func(r rune) bool { return r < 0x21 || r == 0x7f }) {
+		if !f.document && strings.ContainsFunc(v, func(r rune) bool { return r < 0x21 || r == 0x7f }) {
 			return fmt.Errorf("%s must not contain spaces or control characters", f.name)
 		}
 	}
@@ -115,6 +128,14 @@ func validate(channelName string, cfg channel.Config) error {
 			if f.name == name && *f.value(&cfg) == "" {
 				return fmt.Errorf("%s is required for the %s adapter", name, cfg.Adapter)
 			}
+		}
+	}
+	if cfg.Adapter == channel.AdapterRCS && cfg.Token == "" && cfg.ServiceAccountJSON == "" {
+		return errors.New("service_account_json (the agent's service-account key) or token (an OAuth2 access token) is required for the rcs adapter")
+	}
+	if cfg.ServiceAccountJSON != "" {
+		if _, err := rcs.ParseServiceAccount(cfg.ServiceAccountJSON); err != nil {
+			return fmt.Errorf("service_account_json: %v", err)
 		}
 	}
 	if cfg.BaseURL != "" {
@@ -181,23 +202,32 @@ func ParseRate(s string) (float64, error) {
 	return f, nil
 }
 
-// Redact returns cfg with every secret (token, app_secret, verify_token, client_token)
-// masked: "****" and the last 4 characters when the secret is at least 12 characters
-// long (enough to tell two secrets apart, too little to guess one), "****" otherwise.
+// Redact returns cfg with every secret (token, app_secret, verify_token, client_token,
+// service_account_json) masked: "****" and the last 4 characters when the secret is at
+// least 12 characters long (enough to tell two secrets apart, too little to guess one),
+// "****" otherwise. A service-account key shows as "****" and its account's email.
 func Redact(cfg channel.Config) channel.Config {
 	for _, f := range fields {
 		if f.secret {
 			p := f.value(&cfg)
-			*p = mask(*p)
+			*p = f.mask(*p)
 		}
 	}
 	return cfg
 }
 
-func mask(s string) string {
+func (f field) mask(s string) string {
 	switch {
 	case s == "":
 		return ""
+	case f.document:
+		var sa struct {
+			ClientEmail string `json:"client_email"`
+		}
+		if json.Unmarshal([]byte(s), &sa) == nil && sa.ClientEmail != "" {
+			return "**** service account " + sa.ClientEmail
+		}
+		return "****"
 	case len(s) >= 12:
 		return "****" + s[len(s)-4:]
 	}
@@ -217,7 +247,7 @@ func KeepSecrets(prev, next channel.Config) channel.Config {
 			continue
 		}
 		p, n := f.value(&prev), f.value(&next)
-		if *n == "" || (*p != "" && *n == mask(*p)) {
+		if *n == "" || (*p != "" && *n == f.mask(*p)) {
 			*n = *p
 		}
 	}
@@ -238,6 +268,12 @@ func Warnings(cfg channel.Config) []string {
 	case channel.AdapterRCS:
 		if cfg.ClientToken == "" {
 			out = append(out, "client_token is not set: RBM webhooks cannot be verified and will be refused (401)")
+		}
+		switch {
+		case cfg.ServiceAccountJSON == "" && cfg.Token != "":
+			out = append(out, "token is a fixed access token, which Google lets expire after about an hour: set service_account_json so that Parley mints and renews tokens")
+		case cfg.ServiceAccountJSON != "" && cfg.Token != "":
+			out = append(out, "token is not used: service_account_json mints the access tokens")
 		}
 	}
 	if cfg.Adapter != channel.AdapterSandbox && cfg.RatePerSecond < 0 {

@@ -13,6 +13,7 @@ import (
 func TestValidate(t *testing.T) {
 	wa := channel.Config{Adapter: "whatsapp", PhoneNumberID: "104242", Token: "EAAG-token"}
 	rc := channel.Config{Adapter: "rcs", AgentID: "agent", Token: "ya29.token"}
+	sa := serviceAccount(t, "https://oauth2.example.com/token")
 	with := func(c channel.Config, f func(*channel.Config)) channel.Config { f(&c); return c }
 	tests := []struct {
 		name    string
@@ -46,6 +47,12 @@ func TestValidate(t *testing.T) {
 		{"bad api version", "whatsapp", with(wa, func(c *channel.Config) { c.APIVersion = "latest" }), "api_version"},
 		{"NaN rate", "whatsapp", with(wa, func(c *channel.Config) { c.RatePerSecond = math.NaN() }), "rate_per_second"},
 		{"huge rate", "whatsapp", with(wa, func(c *channel.Config) { c.RatePerSecond = 1e9 }), "rate_per_second"},
+		{"rcs with a service account", "rcs", with(rc, func(c *channel.Config) { c.Token, c.ServiceAccountJSON = "", sa }), ""},
+		{"rcs with both", "rcs", with(rc, func(c *channel.Config) { c.ServiceAccountJSON = sa }), ""},
+		{"rcs without credentials", "rcs", with(rc, func(c *channel.Config) { c.Token = "" }), "service_account_json (the agent's service-account key) or token"},
+		{"rcs with a bad service account", "rcs", with(rc, func(c *channel.Config) { c.ServiceAccountJSON = `{"type":"user"}` }), `service_account_json: type is "user"`},
+		{"rcs with a token for a service account", "rcs", with(rc, func(c *channel.Config) { c.ServiceAccountJSON = "ya29.token" }), "service_account_json: not a JSON object"},
+		{"service account on whatsapp", "whatsapp", with(wa, func(c *channel.Config) { c.ServiceAccountJSON = sa }), "service_account_json does not apply"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

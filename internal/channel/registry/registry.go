@@ -161,7 +161,11 @@ func (r *Registry) Set(ctx context.Context, botID int64, channelName string, cfg
 	if err := Validate(channelName, cfg); err != nil {
 		return err
 	}
-	b, err := json.Marshal(cfg)
+	sealed, err := Seal(r.st.Secrets(), cfg)
+	if err != nil {
+		return fmt.Errorf("store the %s settings: %w", channelName, err)
+	}
+	b, err := json.Marshal(sealed)
 	if err != nil {
 		return fmt.Errorf("encode channel settings: %w", err)
 	}
@@ -207,6 +211,12 @@ func (r *Registry) load(ctx context.Context, botID int64, channelName string) (*
 	default:
 		if err := json.Unmarshal(raw, &cfg); err != nil {
 			return nil, fmt.Errorf("stored %s settings of bot #%d: %w", channelName, botID, err)
+		}
+		// A secret this server cannot decrypt (a key missing from PARLEY_SECRET_KEY) is
+		// a configuration error, not a passing failure: the sends fail, saying why.
+		if cfg, err = Open(r.st.Secrets(), cfg); err != nil {
+			return nil, &channel.Error{Kind: channel.KindNotConfigured,
+				Message: fmt.Sprintf("the bot's %s settings cannot be read: %v", channelName, err)}
 		}
 	}
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/parleyhq/parley/internal/secret"
 	"github.com/parleyhq/parley/internal/store"
 )
 
@@ -90,11 +91,19 @@ func PostgresDSN(t testing.TB) string {
 	return u.String()
 }
 
-// Open opens and migrates a database at dsn, closed when t ends.
+// Open opens and migrates a database at dsn, closed when t ends. It gets a fresh secret
+// key, so channel and flow secrets are encrypted in tests as they are in production.
 func Open(t testing.TB, dsn string) *store.Store {
 	t.Helper()
+	return OpenWithKeys(t, dsn, secret.Generate())
+}
+
+// OpenWithKeys is Open with the given secret keys (nil for none), for tests of key
+// rotation and of a missing key.
+func OpenWithKeys(t testing.TB, dsn string, keys *secret.Keyring) *store.Store {
+	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, dsn, store.Options{MaxConns: 8})
+	st, err := store.Open(ctx, dsn, store.Options{MaxConns: 8, Secrets: keys})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
