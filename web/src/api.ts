@@ -262,6 +262,8 @@ export interface ChannelConfig {
   verify_token?: string
   agent_id?: string
   client_token?: string
+  /** The RBM agent's Google service-account key (JSON); shown as "****" and its email. */
+  service_account_json?: string
   api_version?: string
   rate_per_second?: number
 }

@@ -3,7 +3,7 @@
 // sandbox chat and the user's transcript.
 
 import assert from 'node:assert/strict'
-import { createHmac } from 'node:crypto'
+import { createHmac, generateKeyPairSync } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import { after, before, describe, it } from 'node:test'
@@ -351,6 +351,22 @@ describe('a bot', () => {
     assert.equal(view.config.phone_number_id, '1065559999')
     assert.match(view.config.token, /^\*+alue$/)
     assert.ok(view.config.verify_token, 'verify token kept')
+
+    // RCS with a service-account key: shown afterwards by its account only.
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const key = {
+      type: 'service_account',
+      client_email: 'rbm-agent@acme.iam.gserviceaccount.com',
+      private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    }
+    const rcs = page.getByRole('form', { name: 'RCS' })
+    await rcs.getByLabel('Adapter').selectOption('rcs')
+    await rcs.getByLabel('Agent id').fill('acme-agent')
+    await rcs.getByLabel(/^Service-account key/).fill(JSON.stringify(key, null, 2))
+    await rcs.getByRole('button', { name: 'Save RCS settings' }).click()
+    await rcs.getByText('Saved.').waitFor()
+    assert.match(await rcs.getByLabel(/^Service-account key/).getAttribute('placeholder'), /rbm-agent@acme\.iam\.gserviceaccount\.com/)
+    assert.equal(await rcs.getByTestId('copy-RCS webhook URL').innerText(), `${srv.base}/webhooks/rcs/${other.bot_key}`)
     b.check()
   })
 

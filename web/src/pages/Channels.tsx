@@ -12,6 +12,8 @@ interface FieldSpec {
   required?: boolean
   /** A value the provider's console asks for: shown in clear and can be generated. */
   paste?: boolean
+  /** A whole document (a JSON key file), edited in a text area. */
+  document?: boolean
 }
 
 /** The settings each adapter takes (internal/channel/registry/config.go). */
@@ -27,7 +29,8 @@ const adapterFields: Record<string, FieldSpec[]> = {
   ],
   rcs: [
     { name: 'agent_id', label: 'Agent id', required: true },
-    { name: 'token', label: 'Access token', secret: true, required: true },
+    { name: 'service_account_json', label: 'Service-account key (JSON; Parley mints the access tokens)', secret: true, document: true },
+    { name: 'token', label: 'Access token (instead of a service-account key; expires within the hour)', secret: true },
     { name: 'client_token', label: 'Client token', secret: true, paste: true },
     { name: 'base_url', label: 'Base URL (leave empty for Google)' },
   ],
@@ -76,6 +79,7 @@ function initial(view: ChannelView): Record<FieldName, string> {
     app_secret: '',
     verify_token: '',
     client_token: '',
+    service_account_json: '',
   }
 }
 
@@ -137,14 +141,24 @@ function ChannelForm({ bot, view: first }: { bot: BotCtx; view: ChannelView }) {
               {f.required && <span aria-hidden="true"> *</span>}
             </span>
             <span className="with-button">
-              <input
-                type={f.secret && !f.paste ? 'password' : 'text'}
-                autoComplete="off"
-                value={values[f.name]}
-                required={f.required && !stored}
-                placeholder={stored ? `stored (${stored}); leave empty to keep` : ''}
-                onChange={(e) => setValues({ ...values, [f.name]: e.target.value })}
-              />
+              {f.document ? (
+                <textarea
+                  rows={4}
+                  spellCheck={false}
+                  value={values[f.name]}
+                  placeholder={stored ? `stored (${stored}); leave empty to keep` : ''}
+                  onChange={(e) => setValues({ ...values, [f.name]: e.target.value })}
+                />
+              ) : (
+                <input
+                  type={f.secret && !f.paste ? 'password' : 'text'}
+                  autoComplete="off"
+                  value={values[f.name]}
+                  required={f.required && !stored}
+                  placeholder={stored ? `stored (${stored}); leave empty to keep` : ''}
+                  onChange={(e) => setValues({ ...values, [f.name]: e.target.value })}
+                />
+              )}
               {f.paste && (
                 <button type="button" className="small" onClick={() => setValues({ ...values, [f.name]: randomToken() })}>
                   Generate
