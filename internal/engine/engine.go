@@ -55,6 +55,9 @@ type Config struct {
 	// stepHook, when set (tests), runs after every committed step; returning an error
 	// stops the worker at once without writing anything more, as a crash would.
 	stepHook func(runID, node string) error
+	// loadHook, when set (tests), runs before the engine reads what a run it claimed
+	// needs (its row, user and bot); an error stands for the store failing there.
+	loadHook func(runID string) error
 }
 
 // ChannelResolver finds the sender serving a bot's channel.
@@ -222,7 +225,10 @@ func (e *Engine) sweepLoop(ctx context.Context) {
 	}
 }
 
-// sweep claims due and orphaned runs and queues them for the workers.
+// sweep claims due and orphaned runs and queues them for the workers. Every run it
+// claims is either queued, failed (when no instance could ever run it) or released
+// again: a claimed run left alone would stay owned by this live instance, and nobody
+// would claim it while the instance lives.
 func (e *Engine) sweep(ctx context.Context) (int, error) {
 	const limit = 256
 	now := time.Now()
@@ -230,20 +236,49 @@ func (e *Engine) sweep(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	e.startClaimed(ctx, due)
 	orphans, err := e.st.ClaimOrphanRuns(ctx, e.cfg.InstanceID, now.UnixMilli(), now.Add(-e.cfg.Liveness).UnixMilli(), limit)
 	if err != nil {
-		return 0, err
+		return len(due), err
 	}
-	ids := append(due, orphans...)
+	e.startClaimed(ctx, orphans)
+	return len(due) + len(orphans), nil
+}
+
+// startClaimed loads runs this instance claimed and queues them. A run that fails to
+// load is released for a later sweep to claim again, unless it can never run (its state
+// is unreadable, its user or bot is gone): that run is failed with the reason, since
+// releasing it would only have it claimed and released again forever.
+func (e *Engine) startClaimed(ctx context.Context, ids []string) {
 	for _, id := range ids {
 		r, err := e.loadRun(ctx, id)
-		if err != nil {
+		switch {
+		case err == nil:
+			e.enqueue(r) // false when stopping: Stop releases the run
+		case errors.Is(err, errUnrunnable):
+			e.log.Error("claimed run cannot run", "run", id, "err", err)
+			reason := "the stored run cannot be executed: " + err.Error()
+			if ferr := e.st.FailRun(ctx, id, e.cfg.InstanceID, reason, time.Now().UnixMilli()); ferr != nil {
+				e.log.Error("fail run", "run", id, "err", ferr)
+				_ = e.release(id)
+				continue
+			}
+			e.m.finished.WithLabelValues(store.RunFailed).Inc()
+		default:
 			e.log.Error("load claimed run", "run", id, "err", err)
-			continue
+			_ = e.release(id)
 		}
-		e.enqueue(r)
 	}
-	return len(ids), nil
+}
+
+// release gives up a run this instance claimed but cannot go on with, so that a sweep
+// (here or on another instance) claims it again and resumes it from its last commit.
+func (e *Engine) release(runID string) error {
+	err := e.st.ReleaseRun(context.Background(), runID, e.cfg.InstanceID)
+	if err != nil {
+		e.log.Error("release run", "run", runID, "err", err)
+	}
+	return err
 }
 
 // enqueue hands r to the workers; false when the engine is stopping (a stored run then

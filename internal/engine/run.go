@@ -391,9 +391,7 @@ func (e *Engine) commitFailed(r *run, err error) outcome {
 		// The run stays owned by this live instance but out of memory; release it so the
 		// sweeper retries it from its last commit.
 		e.log.Error("commit run", "run", r.rec.ID, "err", err)
-		if rerr := e.st.ReleaseRun(context.Background(), r.rec.ID, e.cfg.InstanceID); rerr != nil {
-			e.log.Error("release run", "run", r.rec.ID, "err", rerr)
-		}
+		_ = e.release(r.rec.ID)
 	}
 	return aborted
 }
