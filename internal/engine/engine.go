@@ -58,6 +58,9 @@ type Config struct {
 	// loadHook, when set (tests), runs before the engine reads what a run it claimed
 	// needs (its row, user and bot); an error stands for the store failing there.
 	loadHook func(runID string) error
+	// sendHook, when set (tests), runs before ("before") and after ("after") every
+	// provider call of a one-off send; an error stops the engine there as a crash would.
+	sendHook func(stage, key string) error
 }
 
 // ChannelResolver finds the sender serving a bot's channel.
@@ -86,6 +89,7 @@ type Engine struct {
 	cancel   context.CancelFunc
 	loops    sync.WaitGroup // heartbeat and sweeper
 	workers  sync.WaitGroup
+	sending  sync.WaitGroup // one-off sends in progress (see SendBatch)
 	crashed  chan struct{} // closed by a stepHook error: simulate a crash
 }
 
@@ -152,8 +156,8 @@ func (e *Engine) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop finishes the runs in hand (each up to its next commit point), releases the rest to
-// other instances and deregisters. Nothing accepted is lost: unfinished runs stay in the
+// Stop finishes the runs in hand (each up to its next commit point) and the one-off sends
+// in progress, releases the rest to other instances and deregisters. Nothing accepted is lost: unfinished runs stay in the
 // database and are resumed by whoever claims them.
 func (e *Engine) Stop(ctx context.Context) error {
 	var err error
@@ -168,7 +172,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 		close(e.work)
 		e.workMu.Unlock()
 		done := make(chan struct{})
-		go func() { e.workers.Wait(); close(done) }()
+		go func() { e.workers.Wait(); e.sending.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-ctx.Done():
@@ -181,7 +185,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 		default:
 		}
 		bg := context.Background()
-		err = errors.Join(err, e.st.ReleaseRuns(bg, e.cfg.InstanceID),
+		err = errors.Join(err, e.st.ReleaseRuns(bg, e.cfg.InstanceID), e.st.ReleaseSends(bg, e.cfg.InstanceID),
 			e.st.RemoveInstance(bg, e.cfg.InstanceID, time.Now().Add(-time.Hour).UnixMilli()))
 	})
 	return err
@@ -214,6 +218,11 @@ func (e *Engine) sweepLoop(ctx context.Context) {
 			e.log.Error("sweep", "err", err)
 		} else if n > 0 {
 			e.log.Info("claimed runs", "count", n)
+		}
+		if n, err := e.sweepSends(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			e.log.Error("sweep sends", "err", err)
+		} else if n > 0 {
+			e.log.Info("claimed interrupted sends", "count", n)
 		}
 		select {
 		case <-ctx.Done():
