@@ -90,7 +90,7 @@ type Engine struct {
 	loops    sync.WaitGroup // heartbeat and sweeper
 	workers  sync.WaitGroup
 	sending  sync.WaitGroup // one-off sends in progress (see SendBatch)
-	crashed  chan struct{} // closed by a stepHook error: simulate a crash
+	crashed  chan struct{}  // closed by a stepHook error: simulate a crash
 }
 
 // New returns an Engine; Start begins work.
