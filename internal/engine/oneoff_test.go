@@ -27,12 +27,16 @@ type fakeProvider struct {
 	accepted []string
 	order    map[string][]string // recipient → texts, in the order accepted
 	refuse   map[string]*channel.Error
+	// flaky fails the next n sends to a recipient with flakyErr.
+	flaky    map[string]int
+	flakyErr *channel.Error
 	hold     chan struct{} // when not nil, every send waits for it to close
 	arrived  chan string   // when not nil, hears every key as its request arrives
 }
 
 func newFakeProvider(dedup bool) *fakeProvider {
-	return &fakeProvider{dedup: dedup, attempts: map[string]int{}, order: map[string][]string{}, refuse: map[string]*channel.Error{}}
+	return &fakeProvider{dedup: dedup, attempts: map[string]int{}, order: map[string][]string{}, refuse: map[string]*channel.Error{},
+		flaky: map[string]int{}}
 }
 
 func (f *fakeProvider) Send(_ context.Context, to channel.Recipient, c msg.Content, key string) (channel.Sent, error) {
@@ -41,6 +45,10 @@ func (f *fakeProvider) Send(_ context.Context, to channel.Recipient, c msg.Conte
 	n := f.attempts[key]
 	hold, arrived := f.hold, f.arrived
 	ce := f.refuse[to.ChannelUserID]
+	if f.flaky[to.ChannelUserID] > 0 {
+		f.flaky[to.ChannelUserID]--
+		ce = f.flakyErr
+	}
 	if ce == nil && (n == 1 || !f.dedup) {
 		f.accepted = append(f.accepted, key)
 		f.order[to.ChannelUserID] = append(f.order[to.ChannelUserID], c.Text)
