@@ -896,3 +896,43 @@ func TestTemplateAPIIdempotency(t *testing.T) {
 		wantStatus(t, send(e.a, "919019486731", strings.Repeat("k", 201)), 400, api.CodeInvalidInput)
 	})
 }
+
+// TestTemplateAPIRetryInFlight: a retry that comes while the first send with its
+// Idempotency-Key is still waiting for Meta waits for it, then answers 409 (with
+// Retry-After) rather than send again; once the first send is done, a retry gets it.
+func TestTemplateAPIRetryInFlight(t *testing.T) {
+	eachChannel(t, func(t *testing.T, e *env) {
+		graph := newFakeGraph(t)
+		front := newHolding(t, graph.serve, isGraphMessage, false)
+		e.useWhatsApp(e.a, front.URL)
+		front.hold(1)
+		send := func() response {
+			return e.do("POST", "/whatsapp-api/v1.0/customer/"+itoa(e.a.CustomerID)+"/bot/"+e.a.BotKey+"/template", e.a.APIKey,
+				`{"phoneNumber": "919019486731", "payload": {"name": "order_update", "language": {"code": "en"}}}`, "Idempotency-Key", "slow")
+		}
+		first := make(chan response, 1)
+		go func() { first <- send() }()
+		front.waitHeld(t, 1)
+		busy := send() // waits 5 s for the first, in vain
+		wantStatus(t, busy, 409, api.CodeConflict)
+		if busy.Header.Get("Retry-After") == "" {
+			t.Fatal("409 without Retry-After")
+		}
+		third := make(chan response, 1)
+		go func() { third <- send() }()
+		time.Sleep(300 * time.Millisecond) // the third request waits for the first send
+		front.release()
+		var a, c struct {
+			MessageID string `json:"message_id"`
+			Duplicate bool   `json:"duplicate"`
+		}
+		r1, r3 := <-first, <-third
+		wantStatus(t, r1, 200, api.CodeSuccess)
+		wantStatus(t, r3, 200, api.CodeSuccess)
+		r1.obj(t, &a)
+		r3.obj(t, &c)
+		if a.Duplicate || !c.Duplicate || a.MessageID == "" || c.MessageID != a.MessageID || graph.requests("919019486731") != 1 {
+			t.Fatalf("first %+v, retry %+v, %d requests", a, c, graph.requests("919019486731"))
+		}
+	})
+}

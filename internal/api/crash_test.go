@@ -97,6 +97,8 @@ type holding struct {
 	isMessage func(r *http.Request) bool
 	dedup     bool
 
+	released chan struct{} // closed by release: held requests are answered
+
 	mu       sync.Mutex
 	holdFrom int
 	messages int // message requests handed to the fake
@@ -106,7 +108,7 @@ type holding struct {
 }
 
 func newHolding(t *testing.T, inner http.HandlerFunc, isMessage func(*http.Request) bool, dedup bool) *holding {
-	h := &holding{isMessage: isMessage, dedup: dedup, seen: map[string]int{}}
+	h := &holding{isMessage: isMessage, dedup: dedup, seen: map[string]int{}, released: make(chan struct{})}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !h.isMessage(r) {
 			inner(w, r)
@@ -133,8 +135,11 @@ func newHolding(t *testing.T, inner http.HandlerFunc, isMessage func(*http.Reque
 		rec := httptest.NewRecorder()
 		inner(rec, r)
 		if hold {
-			<-r.Context().Done() // the sender dies; its connection closes
-			return
+			select {
+			case <-r.Context().Done(): // the sender died; its connection closed
+				return
+			case <-h.released: // a late answer
+			}
 		}
 		for k, v := range rec.Header() {
 			w.Header()[k] = v
@@ -151,6 +156,9 @@ func (h *holding) hold(from int) {
 	defer h.mu.Unlock()
 	h.holdFrom = from
 }
+
+// release answers the held requests (and any later ones) at last.
+func (h *holding) release() { close(h.released) }
 
 func (h *holding) heldCount() int {
 	h.mu.Lock()

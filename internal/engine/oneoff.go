@@ -58,6 +58,11 @@ type OneOff struct {
 	Phone  string
 	Digits string
 	Attrs  map[string]string
+	// UserID, when not zero, is the recipient's stored user, which a caller that loaded
+	// it already (a broadcast to existing users) passes with LastInbound, when the user
+	// last wrote: the user is then neither created nor updated, saving a statement.
+	UserID      int64
+	LastInbound *time.Time
 	// Content is sent as it is: templates in it are not rendered.
 	Content msg.Content
 	// Key makes the send idempotent within its bot for IdempotencyWindow; empty means a
@@ -107,6 +112,7 @@ type oneOff struct {
 	content msg.Content
 	key     string
 	user    store.UserUpsert
+	userID  int64 // the stored user, when the caller gave it (no upsert)
 	m       store.Message
 	// Set by the pending commit.
 	id  int64
@@ -241,13 +247,14 @@ func (e *Engine) prepareSends(ctx context.Context, sends []OneOff, out []SendRes
 		attrs := make(map[string]string, len(s.Attrs)+2)
 		maps.Copy(attrs, s.Attrs)
 		attrs["user.channel"] = s.Channel
-		to := channel.Recipient{Phone: s.Phone, ChannelUserID: s.Digits}
+		to := channel.Recipient{Phone: s.Phone, ChannelUserID: s.Digits, LastInbound: s.LastInbound}
 		if s.Phone != "" {
 			attrs["user.phone_no"] = s.Phone
 		} else {
 			to.Phone = "+" + s.Digits
 		}
 		items = append(items, &oneOff{idx: i, sender: rs.sender, local: !rs.sender.External(), to: to, content: s.Content, key: key,
+			userID: s.UserID,
 			user: store.UserUpsert{BotID: s.BotID, ChannelUserID: s.Digits, Channel: s.Channel, Attrs: attrs,
 				Defaults: map[string]string{"user.user_name": s.Digits}},
 			m: store.Message{BotID: s.BotID, Channel: s.Channel, Sender: store.SenderBot, Type: s.Content.Kind(),
@@ -256,17 +263,22 @@ func (e *Engine) prepareSends(ctx context.Context, sends []OneOff, out []SendRes
 	return items, nil
 }
 
-// storePending is one send's part of the pending commit: the user, then the message,
+// storePending is one send's part of the pending commit: the user (unless the caller
+// gave it), then the message,
 // pending and owned by this instance, or, for a local channel, already sent (a local
 // send has no effect outside Parley, so it may run inside the transaction, and again
 // if the batcher runs the transaction again).
 func (e *Engine) storePending(ctx context.Context, tx store.Tx, it *oneOff) error {
 	it.id, it.dup, it.sent, it.err = 0, nil, channel.Sent{}, nil
-	uid, last, err := e.st.UpsertUserForSend(ctx, tx, it.user)
-	if err != nil {
-		return err
+	uid := it.userID
+	if uid == 0 {
+		var last *time.Time
+		var err error
+		if uid, last, err = e.st.UpsertUserForSend(ctx, tx, it.user); err != nil {
+			return err
+		}
+		it.to.LastInbound = last
 	}
-	it.to.LastInbound = last
 	m := it.m
 	m.UserID = uid
 	owner := ""

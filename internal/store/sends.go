@@ -166,12 +166,3 @@ func (s *Store) ReleaseSends(ctx context.Context, me string, ids ...int64) error
 	}
 	return nil
 }
-
-// CountPendingSends counts one-off sends still pending, for tests and diagnostics.
-func (s *Store) CountPendingSends(ctx context.Context, botID int64) (int, error) {
-	var n int
-	if err := s.r.QueryRow(ctx, `SELECT COUNT(*) FROM messages WHERE bot_id = $1 AND status = 'pending' AND run_id IS NULL`, botID).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count pending sends: %w", err)
-	}
-	return n, nil
-}
