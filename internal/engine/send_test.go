@@ -158,4 +158,3 @@ func TestCommitRefusedReleasesRun(t *testing.T) {
 		}
 	})
 }
-
