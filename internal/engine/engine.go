@@ -9,6 +9,10 @@
 // through a group-commit batcher. Each instance heartbeats; runs owned by an instance
 // whose heartbeat stopped are claimed by the others (or by the same server after a
 // restart), and parked runs whose wake-up time came are claimed by whoever sweeps first.
+//
+// Messages sent outside any run (the template API, broadcasts) go through the engine too,
+// under the same rule (see SendBatch): stored as pending before the provider call, owned
+// by the instance, and claimed by the sweeper like an orphaned run if it dies.
 package engine
 
 import (
