@@ -14,8 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-
-	"github.com/google/uuid"
+	"time"
 
 	"github.com/parleyhq/parley/internal/auth"
 	"github.com/parleyhq/parley/internal/channel"
@@ -531,13 +530,14 @@ type templateRequest struct {
 }
 
 // sendTemplate sends one WhatsApp template to a phone number through the bot's
-// whatsapp sender (the sandbox when none is configured), records it in the user's
-// conversation, and answers with the provider's message id. Templates may be sent
-// outside the 24-hour window.
+// whatsapp sender (the sandbox when none is configured) and answers with the provider's
+// message id. Templates may be sent outside the 24-hour window.
+//
+// The send goes through the engine (engine.Engine.Send): the user and the message are
+// stored, pending, before the provider is called, and the outcome after, so a crash in
+// between is settled by the engine and never sends twice. An Idempotency-Key header
+// makes a retry within 24 hours answer with the first send instead of sending again.
 func (s *Server) sendTemplate(w http.ResponseWriter, r *http.Request, p auth.Principal) *Error {
-	if s.Channels == nil {
-		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "UNAVAILABLE", "channels are not set up on this server")
-	}
 	var body templateRequest
 	if e := decodeJSON(r, &body); e != nil {
 		return e
@@ -575,71 +575,60 @@ func (s *Server) sendTemplate(w http.ResponseWriter, r *http.Request, p auth.Pri
 			return invalid("payload.components[%d] must be an object", i)
 		}
 	}
+	idem := strings.TrimSpace(r.Header.Get("Idempotency-Key"))
+	if len(idem) > 200 {
+		return invalid("the idempotency key is longer than 200 characters")
+	}
+	key := ""
+	if idem != "" {
+		key = "template:" + idem
+	}
 
 	ctx := r.Context()
-	sender, err := s.Channels.Sender(ctx, p.BotID, channel.WhatsApp)
-	if err != nil {
-		return s.sendError(w, r, err)
+	send := engine.OneOff{BotID: p.BotID, Channel: channel.WhatsApp, Phone: num.E164, Digits: num.Digits,
+		Content: msg.Content{Template: t}, Key: key}
+	res, err := s.Engine.Send(ctx, send)
+	if err == nil && res.Duplicate && res.Status == store.MsgPending {
+		// The first send with this key is in flight (or was interrupted and is being
+		// settled): wait a little for its outcome.
+		res, err = s.Engine.AwaitSend(ctx, p.BotID, res.MessageID, templateDuplicateWait)
+		if errors.Is(err, engine.ErrSendNotFound) {
+			// It was refused for a passing reason, which frees the key: send now.
+			res, err = s.Engine.Send(ctx, send)
+		}
 	}
-	content := msg.Content{Template: t}
-	sent, err := sender.Send(ctx, channel.Recipient{Phone: num.E164, ChannelUserID: num.Digits}, content, uuid.NewString())
-	if err != nil {
-		return s.sendError(w, r, err)
+	switch {
+	case errors.Is(err, engine.ErrStopping):
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "UNAVAILABLE", "the server is shutting down; send again")
+	case err != nil:
+		return s.failed(r, "template api: send", err)
+	case res.Status == store.MsgPending:
+		w.Header().Set("Retry-After", "1")
+		return errorf(http.StatusConflict, CodeConflict, "CONFLICT",
+			"a send with this Idempotency-Key is still in progress; retry to learn its outcome")
+	case res.Status == store.MsgFailed && res.Failure != nil:
+		return s.sendError(w, res.Failure)
+	case res.Status == store.MsgFailed:
+		return errorf(http.StatusBadRequest, CodeMessageNotSent, "MESSAGE_NOT_SENT",
+			"the first send with this Idempotency-Key failed: %s", res.Error)
 	}
-	status := sent.Status
-	if status == "" {
-		status = store.MsgSent
-	}
-
-	out := map[string]any{"message_id": sent.ProviderMessageID, "status": status,
-		"channel_user_id": num.Digits, "phone_number": num.E164}
-	id, err := s.recordTemplate(ctx, p, num, content, status, sent.ProviderMessageID)
-	if err != nil {
-		// The message has gone out: an error now would make the caller send it again.
-		// Answer with the provider's id and log that the history misses it.
-		s.log.Error("template api: message sent but not recorded", "provider_id", sent.ProviderMessageID, "err", err)
-	} else {
-		out["stored_message_id"] = strconv.FormatInt(id, 10)
+	out := map[string]any{"message_id": res.ProviderMessageID, "status": res.Status,
+		"channel_user_id": num.Digits, "phone_number": num.E164, "stored_message_id": strconv.FormatInt(res.MessageID, 10)}
+	if res.Duplicate {
+		out["duplicate"] = true
 	}
 	writeOK(w, out)
 	return nil
 }
 
-// recordTemplate creates or updates the user and stores the sent template as a bot
-// message of their conversation.
-func (s *Server) recordTemplate(ctx context.Context, p auth.Principal, num phone.Number, c msg.Content, status, providerID string) (int64, error) {
-	payload, err := json.Marshal(c)
-	if err != nil {
-		return 0, fmt.Errorf("encode template: %w", err)
-	}
-	m := store.Message{BotID: p.BotID, Channel: channel.WhatsApp, Sender: store.SenderBot, Type: c.Kind(),
-		Text: c.Summary(), Payload: payload, Status: status}
-	if providerID != "" {
-		m.ProviderID = &providerID
-	}
-	var id int64
-	err = s.Store.InTx(ctx, func(tx store.Tx) error {
-		u, err := s.Store.UpsertUser(ctx, tx, store.UserUpsert{BotID: p.BotID, ChannelUserID: num.Digits, Channel: channel.WhatsApp,
-			Attrs:    map[string]string{"user.channel": channel.WhatsApp, "user.phone_no": num.E164},
-			Defaults: map[string]string{"user.user_name": num.Digits}})
-		if err != nil {
-			return err
-		}
-		m.UserID = u.ID
-		id, _, err = s.Store.InsertMessage(ctx, tx, m)
-		return err
-	})
-	return id, err
-}
+// templateDuplicateWait is how long a retried template send waits for the first send
+// with its Idempotency-Key to finish.
+const templateDuplicateWait = 5 * time.Second
 
 // sendError maps a send failure onto the envelope: the provider's rate limit is 429
 // (with Retry-After when it gave one), an outage 503, any other refusal 400 with the
-// provider's reason. Errors that are not the channel's are logged as 500s.
-func (s *Server) sendError(w http.ResponseWriter, r *http.Request, err error) *Error {
-	var ce *channel.Error
-	if !errors.As(err, &ce) {
-		return s.failed(r, "template api: send", err)
-	}
+// provider's reason.
+func (s *Server) sendError(w http.ResponseWriter, ce *channel.Error) *Error {
 	switch ce.Kind {
 	case channel.KindRateLimited:
 		if ce.RetryAfter > 0 {

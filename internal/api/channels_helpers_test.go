@@ -177,6 +177,8 @@ type fakeGraph struct {
 	ids   []string
 	calls []graphCall
 	n     int
+	// received counts every message request per recipient, refused ones included.
+	received map[string]int
 }
 
 // graphRefusals maps recipients to the Graph API error they get: HTTP status and body.
@@ -233,6 +235,12 @@ func (f *fakeGraph) serve(w http.ResponseWriter, r *http.Request) {
 		fail("%s message %s: %s", typ, raw, err)
 		return
 	}
+	f.mu.Lock()
+	if f.received == nil {
+		f.received = map[string]int{}
+	}
+	f.received[to]++
+	f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	if refusal, ok := graphRefusals[to]; ok {
 		w.WriteHeader(refusal.status)
@@ -296,6 +304,13 @@ func (f *fakeGraph) sent() []graphCall {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]graphCall(nil), f.calls...)
+}
+
+// requests returns how many message requests for recipient to arrived, refused or not.
+func (f *fakeGraph) requests(to string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.received[to]
 }
 
 // nextIDs makes the next accepted messages get these ids.

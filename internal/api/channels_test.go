@@ -461,8 +461,16 @@ func TestTemplateAPI(t *testing.T) {
 				}
 			})
 		}
-		if conv := e.conversation(e.a, "919800131026"); conv != nil {
-			t.Fatalf("a refused template was stored: %+v", conv)
+		// A refused template stays in the conversation as failed, with the provider's
+		// reason: it was stored as pending before the call. One refused for a passing
+		// reason (rate limit, outage) is not kept, so that sending it again is a new try.
+		if conv := e.conversation(e.a, "919800131026"); len(conv) != 1 || conv[0].Status != "failed" || !strings.Contains(conv[0].Error, "131026") {
+			t.Fatalf("refused template in the conversation: %+v", conv)
+		}
+		for _, d := range []string{"919800130429", "919800000500"} {
+			if conv := e.conversation(e.a, d); len(conv) != 0 {
+				t.Fatalf("a template refused for a passing reason was kept: %+v", conv)
+			}
 		}
 
 		// A bot with no WhatsApp settings sends through the sandbox.
@@ -805,5 +813,126 @@ func TestChannelSettingsAdmin(t *testing.T) {
 		// The admin token guards it all.
 		wantStatus(t, e.do("GET", wa, "", nil), 401, api.CodeUnauthorized)
 		wantStatus(t, e.do("PUT", wa, "", map[string]any{"adapter": "sandbox"}), 401, api.CodeUnauthorized)
+	})
+}
+
+// TestTemplateAPIIdempotency: an Idempotency-Key makes a retried template send answer
+// with the first send, without a second request to the provider; per bot, for 24 hours.
+func TestTemplateAPIIdempotency(t *testing.T) {
+	eachChannel(t, func(t *testing.T, e *env) {
+		graph := newFakeGraph(t)
+		e.useWhatsApp(e.a, graph.URL)
+		send := func(nb auth.NewBot, phone, key string) response {
+			var hdr []string
+			if key != "" {
+				hdr = []string{"Idempotency-Key", key}
+			}
+			return e.do("POST", "/whatsapp-api/v1.0/customer/"+itoa(nb.CustomerID)+"/bot/"+nb.BotKey+"/template", nb.APIKey,
+				`{"phoneNumber": "`+phone+`", "payload": {"name": "order_update", "language": {"code": "en"}}}`, hdr...)
+		}
+		type answer struct {
+			MessageID       string `json:"message_id"`
+			StoredMessageID string `json:"stored_message_id"`
+			Status          string `json:"status"`
+			ChannelUserID   string `json:"channel_user_id"`
+			PhoneNumber     string `json:"phone_number"`
+			Duplicate       bool   `json:"duplicate"`
+		}
+		read := func(r response) answer {
+			t.Helper()
+			wantStatus(t, r, 200, api.CodeSuccess)
+			var a answer
+			r.obj(t, &a)
+			return a
+		}
+
+		first := read(send(e.a, "+919019486731", "order-42"))
+		again := read(send(e.a, "919019486731", "order-42"))
+		if first.Duplicate || !again.Duplicate || again.MessageID != first.MessageID || again.StoredMessageID != first.StoredMessageID ||
+			again.Status != "sent" || again.ChannelUserID != "919019486731" || again.PhoneNumber != "+919019486731" {
+			t.Fatalf("first %+v, retry %+v", first, again)
+		}
+		if n := graph.requests("919019486731"); n != 1 {
+			t.Fatalf("the provider got %d requests, want 1", n)
+		}
+		if conv := e.conversation(e.a, "919019486731"); len(conv) != 1 || conv[0].ProviderID != first.MessageID {
+			t.Fatalf("conversation %+v", conv)
+		}
+		// Another key, no key, another bot: each a new send.
+		other := read(send(e.a, "919019486731", "order-43"))
+		plain1, plain2 := read(send(e.a, "919019486731", "")), read(send(e.a, "919019486731", ""))
+		if other.Duplicate || other.MessageID == first.MessageID || plain1.MessageID == plain2.MessageID || graph.requests("919019486731") != 4 {
+			t.Fatalf("other %+v, plain %+v %+v, %d requests", other, plain1, plain2, graph.requests("919019486731"))
+		}
+		if b := read(send(e.b, "919019486731", "order-42")); b.Duplicate || !strings.HasPrefix(b.MessageID, "sandbox.") {
+			t.Fatalf("bot b with bot a's key: %+v", b)
+		}
+
+		// A refusal is the first send's outcome: the retry repeats it without a request.
+		wantStatus(t, send(e.a, "919800131026", "refused"), 400, api.CodeMessageNotSent)
+		r := send(e.a, "919800131026", "refused")
+		wantStatus(t, r, 400, api.CodeMessageNotSent)
+		if !strings.Contains(r.Status.Details, "131026") || graph.requests("919800131026") != 1 {
+			t.Fatalf("retried refusal: %s; %d requests", r.Body, graph.requests("919800131026"))
+		}
+		// A passing refusal (rate limit) keeps nothing: the retry tries again.
+		wantStatus(t, send(e.a, "919800130429", "busy"), 429, api.CodeRateLimited)
+		wantStatus(t, send(e.a, "919800130429", "busy"), 429, api.CodeRateLimited)
+		if n := graph.requests("919800130429"); n != 2 {
+			t.Fatalf("rate-limited key: %d requests, want 2 (a passing refusal frees the key)", n)
+		}
+
+		// The key holds for 24 hours: an older claim is taken over by a new send.
+		ctx := context.Background()
+		bot := mustBot(t, e, e.a)
+		if _, err := e.st.Writer().Exec(ctx, `UPDATE messages SET created_at = created_at - $1 WHERE bot_id = $2 AND send_key = $3`,
+			(25 * time.Hour).Milliseconds(), bot.ID, "template:order-42"); err != nil {
+			t.Fatal(err)
+		}
+		late := read(send(e.a, "919019486731", "order-42"))
+		if late.Duplicate || late.MessageID == first.MessageID || graph.requests("919019486731") != 5 {
+			t.Fatalf("a key older than 24 h: %+v", late)
+		}
+		wantStatus(t, send(e.a, "919019486731", strings.Repeat("k", 201)), 400, api.CodeInvalidInput)
+	})
+}
+
+// TestTemplateAPIRetryInFlight: a retry that comes while the first send with its
+// Idempotency-Key is still waiting for Meta waits for it, then answers 409 (with
+// Retry-After) rather than send again; once the first send is done, a retry gets it.
+func TestTemplateAPIRetryInFlight(t *testing.T) {
+	eachChannel(t, func(t *testing.T, e *env) {
+		graph := newFakeGraph(t)
+		front := newHolding(t, graph.serve, isGraphMessage, false)
+		e.useWhatsApp(e.a, front.URL)
+		front.hold(1)
+		send := func() response {
+			return e.do("POST", "/whatsapp-api/v1.0/customer/"+itoa(e.a.CustomerID)+"/bot/"+e.a.BotKey+"/template", e.a.APIKey,
+				`{"phoneNumber": "919019486731", "payload": {"name": "order_update", "language": {"code": "en"}}}`, "Idempotency-Key", "slow")
+		}
+		first := make(chan response, 1)
+		go func() { first <- send() }()
+		front.waitHeld(t, 1)
+		busy := send() // waits 5 s for the first, in vain
+		wantStatus(t, busy, 409, api.CodeConflict)
+		if busy.Header.Get("Retry-After") == "" {
+			t.Fatal("409 without Retry-After")
+		}
+		third := make(chan response, 1)
+		go func() { third <- send() }()
+		time.Sleep(300 * time.Millisecond) // the third request waits for the first send
+		front.release()
+		var a, c struct {
+			MessageID string `json:"message_id"`
+			Duplicate bool   `json:"duplicate"`
+		}
+		r1, r3 := <-first, <-third
+		wantStatus(t, r1, 200, api.CodeSuccess)
+		wantStatus(t, r3, 200, api.CodeSuccess)
+		r1.obj(t, &a)
+		r3.obj(t, &c)
+		if a.Duplicate || !c.Duplicate || a.MessageID == "" || c.MessageID != a.MessageID || graph.requests("919019486731") != 1 {
+			t.Fatalf("first %+v, retry %+v, %d requests", a, c, graph.requests("919019486731"))
+		}
 	})
 }

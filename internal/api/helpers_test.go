@@ -14,6 +14,7 @@ import (
 
 	"github.com/parleyhq/parley/internal/api"
 	"github.com/parleyhq/parley/internal/auth"
+	"github.com/parleyhq/parley/internal/broadcast"
 	"github.com/parleyhq/parley/internal/catalog"
 	"github.com/parleyhq/parley/internal/engine"
 	"github.com/parleyhq/parley/internal/store"
@@ -53,7 +54,14 @@ func newEnv(t *testing.T, st *store.Store, opts ...envOption) *env {
 	t.Cleanup(func() { _ = e.eng.Stop(context.Background()) })
 	deps.Engine = e.eng
 	if deps.Broadcasts != nil {
-		// Publishing needs this instance's heartbeat, which the engine's start wrote.
+		// withBroadcasts asked for broadcasts: they publish through this engine, as this
+		// instance, and need its heartbeat, which the engine's start wrote.
+		var ch broadcast.ChannelResolver = engine.SandboxOnly{}
+		if deps.Channels != nil {
+			ch = deps.Channels
+		}
+		deps.Broadcasts = broadcast.New(broadcast.Config{Store: st, Channels: ch, Sends: e.eng, InstanceID: e.eng.InstanceID(),
+			Sweep: 50 * time.Millisecond, Max: deps.Broadcasts.Max(), ExternalBatch: 8})
 		if err := deps.Broadcasts.Start(ctx); err != nil {
 			t.Fatal(err)
 		}

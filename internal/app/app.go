@@ -168,7 +168,7 @@ func (s *Server) init(ctx context.Context) error {
 	channels := registry.New(s.st, registry.Options{})
 	s.eng = engine.New(s.st, engine.Config{Workers: s.cfg.Workers, Log: s.log.With("component", "engine"), Registry: reg,
 		Channels: channels, HTTP: s.steps})
-	s.bc = broadcast.New(broadcast.Config{Store: s.st, Channels: channels, InstanceID: s.eng.InstanceID(), Max: s.cfg.BroadcastMax,
+	s.bc = broadcast.New(broadcast.Config{Store: s.st, Channels: channels, Sends: s.eng, InstanceID: s.eng.InstanceID(), Max: s.cfg.BroadcastMax,
 		Log: s.log.With("component", "broadcast")})
 	authSvc := auth.New(s.st, 0)
 	s.api = api.New(api.Deps{Store: s.st, Auth: authSvc, Engine: s.eng, Channels: channels, Log: s.log.With("component", "http"),

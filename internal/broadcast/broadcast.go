@@ -5,11 +5,11 @@
 // first, and fanned out durably: a recipient is sent to at most once, across crashes and
 // instances, and a broadcast left half-way by a dead instance is taken over by another.
 //
-// Local channels (the sandbox) are fanned out in batches, each batch's messages and
-// recipient outcomes in one transaction. Provider channels follow the engine's rule for
-// external effects: the message is committed as pending before the provider is called,
-// and a send interrupted by a crash is sent again only to providers that drop
-// duplicates (RCS); otherwise it is reported as failed rather than risked twice.
+// Messages go out through the engine's one-off sends, which follow the rule for external
+// effects that runs follow: a message is committed as pending before the provider is
+// called, and a send interrupted by a crash is sent again only to providers that drop
+// duplicates (RCS); otherwise it is reported as failed rather than risked twice. Each
+// recipient's message has a key of its own, so a batch cut short is sent again safely.
 package broadcast
 
 import (
@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/parleyhq/parley/internal/channel"
+	"github.com/parleyhq/parley/internal/engine"
 	"github.com/parleyhq/parley/internal/msg"
 	"github.com/parleyhq/parley/internal/store"
 )
@@ -37,10 +38,18 @@ type ChannelResolver interface {
 	Sender(ctx context.Context, botID int64, channelName string) (channel.Sender, error)
 }
 
+// Sender sends one-off messages durably and at most once per key (the engine).
+type Sender interface {
+	SendBatch(ctx context.Context, sends []engine.OneOff) ([]engine.SendResult, error)
+}
+
 // Config configures a Service. Zero values mean the defaults.
 type Config struct {
 	Store    *store.Store
 	Channels ChannelResolver
+	// Sends sends the messages; without it, broadcasts are accepted and read but not
+	// published (the CLI).
+	Sends Sender
 	// InstanceID is this server's name among the instances (the engine's), whose
 	// heartbeats say which instances are alive.
 	InstanceID string
@@ -51,12 +60,13 @@ type Config struct {
 	Sweep time.Duration
 	// Max bounds the recipients of one broadcast (default DefaultMax).
 	Max int
-	// BatchSize is how many recipients a local batch stores per transaction (default 200:
-	// a few milliseconds of the writer, so API triggers interleave with a fan-out).
+	// BatchSize is how many recipients of a local channel (the sandbox) are sent to per
+	// transaction (default 200: a few milliseconds of the writer, so API triggers
+	// interleave with a fan-out).
 	BatchSize int
-	// Parallel is how many provider sends one broadcast keeps in flight (default 16),
-	// enough to use a paced number's full rate.
-	Parallel int
+	// ExternalBatch is how many messages through a provider one batch holds (default 32,
+	// what the engine sends at once): a cancellation stops the broadcast within one.
+	ExternalBatch int
 	// Concurrent is how many broadcasts this instance fans out at once (default 4).
 	Concurrent int
 	Log        *slog.Logger
@@ -91,8 +101,8 @@ func New(cfg Config) *Service {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 200
 	}
-	if cfg.Parallel <= 0 {
-		cfg.Parallel = 16
+	if cfg.ExternalBatch <= 0 {
+		cfg.ExternalBatch = 32
 	}
 	if cfg.Concurrent <= 0 {
 		cfg.Concurrent = 4
@@ -171,7 +181,11 @@ func (s *Service) view(ctx context.Context, b store.Broadcast) (View, error) {
 	if err := json.Unmarshal(b.Request, &v); err != nil {
 		return nil, fmt.Errorf("broadcast #%d request: %w", b.ID, err)
 	}
-	totals, err := s.st.BroadcastTotals(ctx, b.ID)
+	cs, err := storedContents(b)
+	if err != nil {
+		return nil, err
+	}
+	totals, err := s.st.BroadcastTotals(ctx, b, len(cs))
 	if err != nil {
 		return nil, err
 	}
@@ -216,12 +230,17 @@ type RecipientView struct {
 
 // Recipients pages through a broadcast's recipients (status "" for all).
 func (s *Service) Recipients(ctx context.Context, botID, id int64, status string, limit, offset int) ([]RecipientView, int, error) {
-	if _, err := s.st.BroadcastByID(ctx, botID, id); errors.Is(err, store.ErrNotFound) {
+	b, err := s.st.BroadcastByID(ctx, botID, id)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, 0, fmt.Errorf("%w: %d", ErrNotFound, id)
 	} else if err != nil {
 		return nil, 0, err
 	}
-	rs, total, err := s.st.BroadcastRecipients(ctx, id, status, limit, offset)
+	cs, err := storedContents(b)
+	if err != nil {
+		return nil, 0, err
+	}
+	rs, total, err := s.st.BroadcastRecipients(ctx, b, len(cs), status, limit, offset)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -251,6 +270,9 @@ func (s *Service) Cancel(ctx context.Context, botID, id int64) (View, error) {
 
 // Start begins publishing due broadcasts, and taking over those of dead instances.
 func (s *Service) Start(context.Context) error {
+	if s.cfg.Sends == nil || s.cfg.Channels == nil || s.cfg.InstanceID == "" {
+		return errors.New("broadcasts: publishing needs the engine's sends, the channels and the instance id")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.done.Add(1)

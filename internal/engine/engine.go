@@ -9,6 +9,10 @@
 // through a group-commit batcher. Each instance heartbeats; runs owned by an instance
 // whose heartbeat stopped are claimed by the others (or by the same server after a
 // restart), and parked runs whose wake-up time came are claimed by whoever sweeps first.
+//
+// Messages sent outside any run (the template API, broadcasts) go through the engine too,
+// under the same rule (see SendBatch): stored as pending before the provider call, owned
+// by the instance, and claimed by the sweeper like an orphaned run if it dies.
 package engine
 
 import (
@@ -56,6 +60,12 @@ type Config struct {
 	// stepHook, when set (tests), runs after every committed step; returning an error
 	// stops the worker at once without writing anything more, as a crash would.
 	stepHook func(runID, node string) error
+	// loadHook, when set (tests), runs before the engine reads what a run it claimed
+	// needs (its row, user and bot); an error stands for the store failing there.
+	loadHook func(runID string) error
+	// sendHook, when set (tests), runs before ("before") and after ("after") every
+	// provider call of a one-off send; an error stops the engine there as a crash would.
+	sendHook func(stage, key string) error
 }
 
 // ChannelResolver finds the sender serving a bot's channel.
@@ -84,7 +94,8 @@ type Engine struct {
 	cancel   context.CancelFunc
 	loops    sync.WaitGroup // heartbeat and sweeper
 	workers  sync.WaitGroup
-	crashed  chan struct{} // closed by a stepHook error: simulate a crash
+	sending  sync.WaitGroup // one-off sends in progress (see SendBatch)
+	crashed  chan struct{}  // closed by a stepHook error: simulate a crash
 }
 
 // New returns an Engine; Start begins work.
@@ -153,8 +164,8 @@ func (e *Engine) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop finishes the runs in hand (each up to its next commit point), releases the rest to
-// other instances and deregisters. Nothing accepted is lost: unfinished runs stay in the
+// Stop finishes the runs in hand (each up to its next commit point) and the one-off sends
+// in progress, releases the rest to other instances and deregisters. Nothing accepted is lost: unfinished runs stay in the
 // database and are resumed by whoever claims them.
 func (e *Engine) Stop(ctx context.Context) error {
 	var err error
@@ -169,7 +180,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 		close(e.work)
 		e.workMu.Unlock()
 		done := make(chan struct{})
-		go func() { e.workers.Wait(); close(done) }()
+		go func() { e.workers.Wait(); e.sending.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-ctx.Done():
@@ -182,7 +193,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 		default:
 		}
 		bg := context.Background()
-		err = errors.Join(err, e.st.ReleaseRuns(bg, e.cfg.InstanceID),
+		err = errors.Join(err, e.st.ReleaseRuns(bg, e.cfg.InstanceID), e.st.ReleaseSends(bg, e.cfg.InstanceID),
 			e.st.RemoveInstance(bg, e.cfg.InstanceID, time.Now().Add(-time.Hour).UnixMilli()))
 	})
 	return err
@@ -216,6 +227,11 @@ func (e *Engine) sweepLoop(ctx context.Context) {
 		} else if n > 0 {
 			e.log.Info("claimed runs", "count", n)
 		}
+		if n, err := e.sweepSends(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			e.log.Error("sweep sends", "err", err)
+		} else if n > 0 {
+			e.log.Info("claimed interrupted sends", "count", n)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -226,7 +242,10 @@ func (e *Engine) sweepLoop(ctx context.Context) {
 	}
 }
 
-// sweep claims due and orphaned runs and queues them for the workers.
+// sweep claims due and orphaned runs and queues them for the workers. Every run it
+// claims is either queued, failed (when no instance could ever run it) or released
+// again: a claimed run left alone would stay owned by this live instance, and nobody
+// would claim it while the instance lives.
 func (e *Engine) sweep(ctx context.Context) (int, error) {
 	const limit = 256
 	now := time.Now()
@@ -234,20 +253,49 @@ func (e *Engine) sweep(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	e.startClaimed(ctx, due)
 	orphans, err := e.st.ClaimOrphanRuns(ctx, e.cfg.InstanceID, now.UnixMilli(), now.Add(-e.cfg.Liveness).UnixMilli(), limit)
 	if err != nil {
-		return 0, err
+		return len(due), err
 	}
-	ids := append(due, orphans...)
+	e.startClaimed(ctx, orphans)
+	return len(due) + len(orphans), nil
+}
+
+// startClaimed loads runs this instance claimed and queues them. A run that fails to
+// load is released for a later sweep to claim again, unless it can never run (its state
+// is unreadable, its user or bot is gone): that run is failed with the reason, since
+// releasing it would only have it claimed and released again forever.
+func (e *Engine) startClaimed(ctx context.Context, ids []string) {
 	for _, id := range ids {
 		r, err := e.loadRun(ctx, id)
-		if err != nil {
+		switch {
+		case err == nil:
+			e.enqueue(r) // false when stopping: Stop releases the run
+		case errors.Is(err, errUnrunnable):
+			e.log.Error("claimed run cannot run", "run", id, "err", err)
+			reason := "the stored run cannot be executed: " + err.Error()
+			if ferr := e.st.FailRun(ctx, id, e.cfg.InstanceID, reason, time.Now().UnixMilli()); ferr != nil {
+				e.log.Error("fail run", "run", id, "err", ferr)
+				_ = e.release(id)
+				continue
+			}
+			e.m.finished.WithLabelValues(store.RunFailed).Inc()
+		default:
 			e.log.Error("load claimed run", "run", id, "err", err)
-			continue
+			_ = e.release(id)
 		}
-		e.enqueue(r)
 	}
-	return len(ids), nil
+}
+
+// release gives up a run this instance claimed but cannot go on with, so that a sweep
+// (here or on another instance) claims it again and resumes it from its last commit.
+func (e *Engine) release(runID string) error {
+	err := e.st.ReleaseRun(context.Background(), runID, e.cfg.InstanceID)
+	if err != nil {
+		e.log.Error("release run", "run", runID, "err", err)
+	}
+	return err
 }
 
 // enqueue hands r to the workers; false when the engine is stopping (a stored run then

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -418,6 +419,44 @@ func TestAcceptBeforeCalls(t *testing.T) {
 		mu.Lock()
 		if !stored["GET"] {
 			t.Fatal("a GET for a trigger that does not wait ran before the run was stored")
+		}
+	})
+}
+
+// TestSetRendersFromAttributesBeforeTheNode: every value of a set node sees the
+// attributes as they were before the node, whatever order Go walks the map in. Thirty
+// values read x while the node also sets x, so a walk that applies values as it renders
+// them gets some of them wrong on practically every run.
+func TestSetRendersFromAttributesBeforeTheNode(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		set := map[string]string{"x": "new", "self": "{{self}}+1"}
+		for i := range 30 {
+			set[fmt.Sprintf("y%02d", i)] = "{{x}}"
+		}
+		doc, _ := json.Marshal(map[string]any{"key": "s", "start": "set", "nodes": []map[string]any{
+			{"id": "set", "type": "set", "set": set, "next": "say"},
+			{"id": "say", "type": "message", "text": "{{x}} {{y00}} {{self}}"}}})
+		b := setup(t, st, Config{}, string(doc))
+		for run := range 5 {
+			d := fmt.Sprintf("9198765%05d", run)
+			if v := b.trigger(t, "s", d, map[string]string{"x": "old", "self": "s"}); v.Status != store.RunCompleted {
+				t.Fatalf("run %+v", v)
+			}
+			u, err := st.UserByChannelID(context.Background(), b.botID, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Attrs["x"] != "new" || u.Attrs["self"] != "s+1" {
+				t.Fatalf("run %d: x = %q, self = %q; want new, s+1", run, u.Attrs["x"], u.Attrs["self"])
+			}
+			for i := range 30 {
+				if y := u.Attrs[fmt.Sprintf("y%02d", i)]; y != "old" {
+					t.Fatalf("run %d: y%02d = %q, want old (rendered before the node set x)", run, i, y)
+				}
+			}
+			if got := b.texts(t, d); !equal(got, []string{"bot:new old s+1"}) {
+				t.Fatalf("conversation = %q", got)
+			}
 		}
 	})
 }

@@ -163,13 +163,31 @@ func (e *Engine) resume(ctx context.Context, u store.User, reply string) (string
 		owner := e.cfg.InstanceID
 		rec.Status, rec.Owner, rec.State, rec.WaitSeq, rec.WakeAt = store.RunRunning, &owner, b, rec.WaitSeq+1, nil
 		r := &run{rec: rec, st: st, channelUserID: u.ChannelUserID, attrs: u.Attrs, lastInbound: u.LastInboundAt, inserted: true}
-		b2, err := e.st.BotByID(ctx, rec.BotID)
+		bot, err := e.resumedBot(ctx, rec)
 		if err != nil {
-			return "", err
+			// The run is claimed, with the reply in its state, but cannot start here:
+			// release it, and a sweep resumes it with the reply once the store answers.
+			e.log.Error("resume run: read its bot", "run", rec.ID, "err", err)
+			if rerr := e.release(rec.ID); rerr != nil {
+				return "", errors.Join(err, rerr)
+			}
+			return rec.ID, nil
 		}
-		r.customerID = b2.CustomerID
-		e.enqueue(r)
+		r.customerID = bot.CustomerID
+		if !e.enqueue(r) {
+			_ = e.release(rec.ID) // shutting down: the next instance resumes it
+		}
 		return rec.ID, nil
 	}
 	return "", nil
+}
+
+// resumedBot reads the bot of a run a reply just claimed.
+func (e *Engine) resumedBot(ctx context.Context, rec store.Run) (store.Bot, error) {
+	if h := e.cfg.loadHook; h != nil {
+		if err := h(rec.ID); err != nil {
+			return store.Bot{}, err
+		}
+	}
+	return e.st.BotByID(ctx, rec.BotID)
 }

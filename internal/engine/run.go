@@ -275,8 +275,15 @@ func (e *Engine) step(ctx context.Context, r *run, f *compiledFlow, node flow.No
 		return goTo(r, next)
 
 	case *flow.SetNode:
+		// Every value is rendered from the attributes as they were before the node, and
+		// only then applied: a value never sees another value of the same node, so the
+		// result does not depend on the order of the map.
+		values := make(map[string]string, len(n.Set))
 		for name, v := range n.Set {
-			r.setAttr(name, flow.Render(v, lookup, flow.EscapeNone))
+			values[name] = flow.Render(v, lookup, flow.EscapeNone)
+		}
+		for name, v := range values {
+			r.setAttr(name, v)
 		}
 		for _, name := range n.Clear {
 			r.clearAttr(name)
@@ -389,9 +396,7 @@ func (e *Engine) commitFailed(r *run, err error) outcome {
 		// The run stays owned by this live instance but out of memory; release it so the
 		// sweeper retries it from its last commit.
 		e.log.Error("commit run", "run", r.rec.ID, "err", err)
-		if rerr := e.st.ReleaseRun(context.Background(), r.rec.ID, e.cfg.InstanceID); rerr != nil {
-			e.log.Error("release run", "run", r.rec.ID, "err", rerr)
-		}
+		_ = e.release(r.rec.ID)
 	}
 	return aborted
 }

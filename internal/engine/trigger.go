@@ -198,22 +198,38 @@ func (e *Engine) await(ctx context.Context, botID int64, runID string, ch chan R
 	}
 }
 
-// loadRun reads a run claimed from the database, with its user, ready to execute.
+// errUnrunnable marks a claimed run that no instance could ever execute.
+var errUnrunnable = errors.New("unrunnable")
+
+// loadRun reads a run claimed from the database, with its user, ready to execute. An
+// error wrapping errUnrunnable means the stored run can never execute (its state does
+// not decode, its user or bot is gone); any other is the store's and may pass.
 func (e *Engine) loadRun(ctx context.Context, id string) (*run, error) {
+	if h := e.cfg.loadHook; h != nil {
+		if err := h(id); err != nil {
+			return nil, err
+		}
+	}
 	rec, err := e.st.RunByID(ctx, nil, id)
 	if err != nil {
 		return nil, err
 	}
 	r := &run{rec: rec, inserted: true}
 	if err := json.Unmarshal(rec.State, &r.st); err != nil {
-		return nil, fmt.Errorf("run %s state: %w", id, err)
+		return nil, fmt.Errorf("%w: run %s state: %v", errUnrunnable, id, err)
 	}
 	u, err := e.st.UserByID(ctx, nil, rec.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %v", errUnrunnable, err)
+	}
 	if err != nil {
 		return nil, err
 	}
 	r.channelUserID, r.attrs, r.lastInbound = u.ChannelUserID, u.Attrs, u.LastInboundAt
 	b, err := e.st.BotByID(ctx, rec.BotID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %v", errUnrunnable, err)
+	}
 	if err != nil {
 		return nil, err
 	}

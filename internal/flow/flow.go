@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
-	"unicode/utf8"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/parleyhq/parley/internal/msg"
 )

@@ -29,23 +29,15 @@ const (
 	RecipientCancelled = "cancelled"
 )
 
-// BroadcastStepsPerRecipient spaces the message steps of a broadcast's recipients:
-// recipient seq's message i is stored as step seq*BroadcastStepsPerRecipient+i of the
-// broadcast's run id ("bc:<id>"), so the messages table's one-message-per-step index
-// keeps every message at most once, as it does for runs.
-const BroadcastStepsPerRecipient = 10
+// BroadcastSendKey is the one-off send key of recipient seq's message i of broadcast id:
+// the engine sends each key at most once.
+func BroadcastSendKey(id int64, i, seq int) string {
+	return "broadcast:" + strconv.FormatInt(id, 10) + ":" + strconv.Itoa(i) + ":" + strconv.Itoa(seq)
+}
 
-// BroadcastRunID is the run id a broadcast's messages are stored under.
-func BroadcastRunID(id int64) string { return "bc:" + strconv.FormatInt(id, 10) }
-
-// ParseBroadcastRunID recognises a run id made by BroadcastRunID.
-func ParseBroadcastRunID(runID string) (int64, bool) {
-	rest, ok := strings.CutPrefix(runID, "bc:")
-	if !ok {
-		return 0, false
-	}
-	id, err := strconv.ParseInt(rest, 10, 64)
-	return id, err == nil
+// broadcastKeyPrefix is BroadcastSendKey without the seq, for SQL to append it to.
+func broadcastKeyPrefix(id int64, i int) string {
+	return "broadcast:" + strconv.FormatInt(id, 10) + ":" + strconv.Itoa(i) + ":"
 }
 
 // Broadcast is a stored broadcast.
@@ -235,15 +227,16 @@ type BroadcastTotals struct {
 const recipientStatusSQL = `CASE WHEN r.status = 'sent' AND m.status IN ('delivered', 'read', 'failed') THEN m.status
 	WHEN r.status = 'sending' THEN 'queued' ELSE r.status END`
 
-// recipientMessageJoin finds a recipient's last message: step seq*10 + (step-1) of the
-// broadcast's run id.
-const recipientMessageJoin = `LEFT JOIN messages m ON m.run_id = $2 AND r.status = 'sent'
-	AND m.step = r.seq * 10 + r.step - 1`
+// recipientMessageJoin finds a sent recipient's last message by its send key: $2 is the
+// bot, $3 the key without the seq (see broadcastKeyPrefix).
+const recipientMessageJoin = `LEFT JOIN messages m ON r.status = 'sent' AND m.bot_id = $2
+	AND m.send_key = CAST($3 AS TEXT) || r.seq`
 
-// BroadcastTotals counts a broadcast's recipients.
-func (s *Store) BroadcastTotals(ctx context.Context, id int64) (BroadcastTotals, error) {
+// BroadcastTotals counts the recipients of a broadcast of messages messages.
+func (s *Store) BroadcastTotals(ctx context.Context, b Broadcast, messages int) (BroadcastTotals, error) {
+	id := b.ID
 	rows, err := s.r.Query(ctx, `SELECT `+recipientStatusSQL+` AS st, COUNT(*) FROM broadcast_recipients r `+recipientMessageJoin+`
-		WHERE r.broadcast_id = $1 GROUP BY st`, id, BroadcastRunID(id))
+		WHERE r.broadcast_id = $1 GROUP BY st`, id, b.BotID, broadcastKeyPrefix(id, messages-1))
 	if err != nil {
 		return BroadcastTotals{}, fmt.Errorf("count recipients of broadcast #%d: %w", id, err)
 	}
@@ -288,13 +281,14 @@ type BroadcastRecipient struct {
 	UpdatedAt     int64   `json:"-"`
 }
 
-// BroadcastRecipients pages through a broadcast's recipients in order, optionally with
-// one shown status, and counts them.
-func (s *Store) BroadcastRecipients(ctx context.Context, id int64, status string, limit, offset int) ([]BroadcastRecipient, int, error) {
+// BroadcastRecipients pages through the recipients of a broadcast of messages messages
+// in order, optionally with one shown status, and counts them.
+func (s *Store) BroadcastRecipients(ctx context.Context, b Broadcast, messages int, status string, limit, offset int) ([]BroadcastRecipient, int, error) {
+	id := b.ID
 	filter := ""
-	args := []any{id, BroadcastRunID(id)}
+	args := []any{id, b.BotID, broadcastKeyPrefix(id, messages-1)}
 	if status != "" {
-		filter = ` AND ` + recipientStatusSQL + ` = $3`
+		filter = ` AND ` + recipientStatusSQL + ` = $4`
 		args = append(args, status)
 	}
 	from := ` FROM broadcast_recipients r ` + recipientMessageJoin + ` WHERE r.broadcast_id = $1` + filter
@@ -391,7 +385,6 @@ type FanOutRecipient struct {
 	Seq           int
 	ChannelUserID string
 	Status        string
-	Step          int
 	// User, when the bot has this user: nil means unknown.
 	UserID      int64
 	UserChannel string
@@ -406,7 +399,7 @@ func (s *Store) NextRecipients(ctx context.Context, botID, id int64, status stri
 	if s.dialect == Postgres {
 		phoneExpr = `(u.attrs ->> 'user.phone_no')`
 	}
-	rows, err := s.w.Query(ctx, `SELECT r.seq, r.channel_user_id, r.status, r.step, u.id, u.channel, u.last_inbound_at, `+phoneExpr+`
+	rows, err := s.w.Query(ctx, `SELECT r.seq, r.channel_user_id, r.status, u.id, u.channel, u.last_inbound_at, `+phoneExpr+`
 		FROM broadcast_recipients r LEFT JOIN users u ON u.bot_id = $1 AND u.channel_user_id = r.channel_user_id
 		WHERE r.broadcast_id = $2 AND r.status = $3 AND r.seq > $4 ORDER BY r.seq LIMIT $5`, botID, id, status, after, limit)
 	if err != nil {
@@ -419,7 +412,7 @@ func (s *Store) NextRecipients(ctx context.Context, botID, id int64, status stri
 		var uid *int64
 		var ch, ph *string
 		var last *int64
-		if err := rows.Scan(&r.Seq, &r.ChannelUserID, &r.Status, &r.Step, &uid, &ch, &last, &ph); err != nil {
+		if err := rows.Scan(&r.Seq, &r.ChannelUserID, &r.Status, &uid, &ch, &last, &ph); err != nil {
 			return nil, fmt.Errorf("recipients of broadcast #%d: %w", id, err)
 		}
 		if uid != nil {
@@ -434,16 +427,16 @@ func (s *Store) NextRecipients(ctx context.Context, botID, id int64, status stri
 }
 
 // MarkRecipients moves recipients (by seq) from one status to another in one
-// statement, setting their step and error, and returns the seqs it moved: a recipient no
+// statement, setting their error, and returns the seqs it moved: a recipient no
 // longer in status from (cancelled meanwhile, say) is left alone.
-func (s *Store) MarkRecipients(ctx context.Context, q Querier, id int64, seqs []int, from, to string, step int, errText string) (map[int]bool, error) {
+func (s *Store) MarkRecipients(ctx context.Context, q Querier, id int64, seqs []int, from, to, errText string) (map[int]bool, error) {
 	won := make(map[int]bool, len(seqs))
 	if len(seqs) == 0 {
 		return won, nil
 	}
 	var b strings.Builder
-	args := []any{id, from, to, step, errText, nowMS()}
-	b.WriteString(`UPDATE broadcast_recipients SET status = $3, step = $4, error = $5, updated_at = $6
+	args := []any{id, from, to, errText, nowMS()}
+	b.WriteString(`UPDATE broadcast_recipients SET status = $3, error = $4, updated_at = $5
 		WHERE broadcast_id = $1 AND status = $2 AND seq IN (`)
 	for i, seq := range seqs {
 		if i > 0 {
@@ -466,56 +459,6 @@ func (s *Store) MarkRecipients(ctx context.Context, q Querier, id int64, seqs []
 		won[seq] = true
 	}
 	return won, rows.Err()
-}
-
-// StartRecipientSend commits, before a provider call, that recipient seq of the
-// broadcast is sending its message step, with the message stored as pending. False
-// when the recipient is no longer queued (the broadcast was cancelled).
-func (s *Store) StartRecipientSend(ctx context.Context, id int64, seq, step int, m Message) (bool, error) {
-	var ok bool
-	err := s.InTx(ctx, func(tx Tx) error {
-		won, err := s.MarkRecipients(ctx, tx, id, []int{seq}, RecipientQueued, RecipientSending, step, "")
-		if err != nil || !won[seq] {
-			return err
-		}
-		ok = true
-		_, _, err = s.InsertMessage(ctx, tx, m)
-		return err
-	})
-	return ok, err
-}
-
-// AddMessages stores many messages in one statement (a broadcast's local sends), each
-// unless its run step already has one.
-func (s *Store) AddMessages(ctx context.Context, q Querier, ms []Message) error {
-	const cols = 13
-	for start := 0; start < len(ms); start += 200 {
-		chunk := ms[start:min(start+200, len(ms))]
-		var b strings.Builder
-		args := make([]any, 0, len(chunk)*cols)
-		b.WriteString(`INSERT INTO messages (bot_id, user_id, run_id, step, channel, sender, type, text, payload, status, provider_id, error, created_at, updated_at) VALUES `)
-		for i, m := range chunk {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			var payload *string
-			if m.Payload != nil {
-				p := string(m.Payload)
-				payload = &p
-			}
-			if m.CreatedAt == 0 {
-				m.CreatedAt = nowMS()
-			}
-			n := len(args)
-			args = append(args, m.BotID, m.UserID, m.RunID, m.Step, m.Channel, m.Sender, m.Type, m.Text, payload, m.Status, m.ProviderID, m.Error, m.CreatedAt)
-			fmt.Fprintf(&b, "($%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8, n+9, n+10, n+11, n+12, n+13, n+13)
-		}
-		b.WriteString(` ON CONFLICT DO NOTHING`)
-		if _, err := q.Exec(ctx, b.String(), args...); err != nil {
-			return fmt.Errorf("insert messages: %w", err)
-		}
-	}
-	return nil
 }
 
 // FinishBroadcast marks a publishing broadcast owned by me as published when no

@@ -204,6 +204,15 @@ func (s *Store) ReleaseRun(ctx context.Context, id, me string) error {
 	return nil
 }
 
+// FailRun ends a run this instance claimed but can never execute, with the reason.
+func (s *Store) FailRun(ctx context.Context, id, me, reason string, now int64) error {
+	if _, err := s.w.Exec(ctx, `UPDATE runs SET status = 'failed', error = $3, owner = NULL, wake_at = NULL, updated_at = $4
+		WHERE id = $1 AND owner = $2`, id, me, reason, now); err != nil {
+		return fmt.Errorf("fail run %s: %w", id, err)
+	}
+	return nil
+}
+
 // Heartbeat records that instance id is alive.
 func (s *Store) Heartbeat(ctx context.Context, id string, startedAt, now int64) error {
 	_, err := s.w.Exec(ctx, `INSERT INTO instances (id, started_at, heartbeat_at) VALUES ($1, $2, $3)

@@ -24,17 +24,15 @@ CREATE UNIQUE INDEX broadcasts_idem ON broadcasts (bot_id, idem_key) WHERE idem_
 CREATE INDEX broadcasts_bot ON broadcasts (bot_id, id);
 CREATE INDEX broadcasts_due ON broadcasts (publish_at) WHERE status IN ('SCHEDULED', 'PUBLISHING');
 
--- One row per recipient, in the order given. A recipient moves queued → sending (only
--- while an external send is in flight) → sent, or failed / cancelled. step counts the
--- broadcast's messages already sent to it; message_id is the last one stored, whose
--- delivery status (delivered, read) is the recipient's once sent.
+-- One row per recipient, in the order given. A recipient moves queued → sending (while
+-- its messages are handed to the engine's one-off sends) → sent, or failed / cancelled.
+-- Its message i is the one-off send with key "broadcast:<id>:<i>:<seq>" (at most once
+-- per key), and the delivery status of its last message is the recipient's once sent.
 CREATE TABLE broadcast_recipients (
     broadcast_id    INTEGER NOT NULL REFERENCES broadcasts (id),
     seq             INTEGER NOT NULL,
     channel_user_id TEXT    NOT NULL,
     status          TEXT    NOT NULL,
-    step            INTEGER NOT NULL DEFAULT 0,
-    message_id      INTEGER,
     error           TEXT    NOT NULL DEFAULT '',
     updated_at      INTEGER NOT NULL,
     PRIMARY KEY (broadcast_id, seq)
