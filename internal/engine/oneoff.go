@@ -316,8 +316,11 @@ func sentStatus(s channel.Sent) string {
 	return s.Status
 }
 
-// deliver makes the provider calls of sends stored as pending and stores their
-// outcomes in one commit. Calls to one recipient go one after another, in order.
+// deliver makes the provider calls of sends stored as pending and stores each outcome
+// as soon as its call returns, through the group commit (so concurrent outcomes share
+// transactions): a send answered before a crash is recorded as sent even while others of
+// its batch are still waiting for the provider. Calls to one recipient go one after
+// another, in order.
 func (e *Engine) deliver(calls []*oneOff) error {
 	if len(calls) == 0 {
 		return nil
@@ -340,6 +343,8 @@ func (e *Engine) deliver(calls []*oneOff) error {
 	}
 	sem := make(chan struct{}, sendParallel)
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
 	for _, k := range order {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -348,37 +353,37 @@ func (e *Engine) deliver(calls []*oneOff) error {
 			defer func() { <-sem }()
 			for _, it := range its {
 				e.call(ctx, it)
+				if it.abandoned || e.isCrashed() {
+					return // a crashed engine writes nothing more
+				}
+				if err := e.settleOutcome(ctx, it); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
 			}
 		}(byRecipient[k])
 	}
 	wg.Wait()
 	if e.isCrashed() {
-		return errAborted // a crashed engine writes nothing more
+		return errAborted
 	}
-	err := e.batch.Do(ctx, func(ctx context.Context, tx store.Tx) error {
-		for _, it := range calls {
-			if err := e.settleSend(ctx, tx, it); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return errors.Join(errs...)
+}
+
+// settleOutcome stores one send's outcome. When that fails, the providers' answer is not
+// stored: the send is given up, and a sweep settles it as an interrupted send (never
+// sending WhatsApp twice).
+func (e *Engine) settleOutcome(ctx context.Context, it *oneOff) error {
+	err := e.batch.Do(ctx, func(ctx context.Context, tx store.Tx) error { return e.settleSend(ctx, tx, it) })
 	if err != nil {
-		// The providers answered but the answers are not stored: give the sends up, and
-		// a sweep settles them as interrupted sends (never sending WhatsApp twice).
-		ids := make([]int64, len(calls))
-		for i, it := range calls {
-			ids[i] = it.id
-		}
-		if rerr := e.st.ReleaseSends(ctx, e.cfg.InstanceID, ids...); rerr != nil {
+		if rerr := e.st.ReleaseSends(ctx, e.cfg.InstanceID, it.id); rerr != nil {
 			e.log.Error("release sends", "err", rerr)
 		}
-		return fmt.Errorf("store send outcomes: %w", err)
+		return fmt.Errorf("store send outcome: %w", err)
 	}
-	for _, it := range calls {
-		if it.fenced {
-			e.log.Warn("send taken over by another instance before its outcome was stored", "message", it.id)
-		}
+	if it.fenced {
+		e.log.Warn("send taken over by another instance before its outcome was stored", "message", it.id)
 	}
 	return nil
 }
