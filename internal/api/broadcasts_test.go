@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/parleyhq/parley/internal/auth"
 	"github.com/parleyhq/parley/internal/broadcast"
 	"github.com/parleyhq/parley/internal/engine"
+	"github.com/parleyhq/parley/internal/store/storetest"
 )
 
 // withBroadcasts publishes broadcasts (newEnv wires them to its engine), through the
@@ -499,4 +501,52 @@ func TestBroadcastCancelDuring(t *testing.T) {
 			seen[c.To] = true
 		}
 	}, withChannels, withBroadcasts)
+}
+
+// TestBroadcastTwoInstances runs two instances (engine and broadcast publisher each) on one
+// PostgreSQL schema: scheduled broadcasts that come due together are each published by
+// one of them, once.
+func TestBroadcastTwoInstances(t *testing.T) {
+	if storetest.PostgresURL() == "" {
+		t.Skipf("%s is not set: the two-instance test needs PostgreSQL", storetest.EnvPostgres)
+	}
+	st := storetest.Open(t, storetest.PostgresDSN(t))
+	e := newEnv(t, st, withBroadcasts)
+	ctx := context.Background()
+	other := engine.New(st, engine.Config{InstanceID: "second-instance", Sweep: 50 * time.Millisecond})
+	if err := other.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Stop(context.Background()) })
+	second := broadcast.New(broadcast.Config{Store: st, Channels: engine.SandboxOnly{}, Sends: other, InstanceID: "second-instance",
+		Sweep: 50 * time.Millisecond, Max: 50})
+	if err := second.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = second.Stop(context.Background()) })
+
+	var ids []string
+	for i := range 40 {
+		ids = append(ids, fmt.Sprintf("9190194867%02d", i))
+	}
+	e.makeUsers(e.a, ids...)
+	idsJSON, _ := json.Marshal(ids)
+	due := time.Now().Add(time.Second).UTC().Format("2006-01-02T15:04:05.000Z")
+	var created []int64
+	for range 6 {
+		body := strings.NewReplacer("2019-06-03T06:48:27.170Z", due, `["919019486731"]`, string(idsJSON)).Replace(seedV1)
+		created = append(created, e.createBroadcast("v1.0", e.a, body).BroadcastID)
+	}
+	for _, id := range created {
+		v := e.awaitBroadcast(e.a, id, "PUBLISHED")
+		if v.Totals.Sent != 40 {
+			t.Fatalf("broadcast %d: %+v", id, v)
+		}
+	}
+	// Every user got each broadcast's two messages once: 12 messages each.
+	for _, id := range ids {
+		if n := len(e.conversation(e.a, id)); n != 12 {
+			t.Fatalf("%s got %d messages, want 12", id, n)
+		}
+	}
 }

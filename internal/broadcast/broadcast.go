@@ -38,9 +38,10 @@ type ChannelResolver interface {
 	Sender(ctx context.Context, botID int64, channelName string) (channel.Sender, error)
 }
 
-// Sender sends one-off messages durably and at most once per key (the engine).
+// Sender sends one-off messages durably and at most once per key, as bulk work that
+// yields to runs and triggers (the engine).
 type Sender interface {
-	SendBatch(ctx context.Context, sends []engine.OneOff) ([]engine.SendResult, error)
+	SendBulk(ctx context.Context, sends []engine.OneOff) ([]engine.SendResult, error)
 }
 
 // Config configures a Service. Zero values mean the defaults.

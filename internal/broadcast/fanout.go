@@ -223,7 +223,7 @@ func (f *fanOut) send(ctx context.Context, rs []store.FanOutRecipient) (map[stri
 		for i, it := range todo {
 			sends[i] = it.o
 		}
-		res, err := f.s.cfg.Sends.SendBatch(ctx, sends)
+		res, err := f.s.cfg.Sends.SendBulk(ctx, sends)
 		if err != nil {
 			return nil, err
 		}

@@ -122,6 +122,10 @@ type oneOff struct {
 	err       *channel.Error
 	abandoned bool // a simulated crash stopped it
 	fenced    bool // another instance took it over before the outcome was stored
+	// bulk sends commit through the group commit's bulk lane (SendBulk).
+	bulk bool
+	// notStored is why the pending commit of this send failed (SendBulk only).
+	notStored error
 }
 
 // Send sends one message outside any flow; see SendBatch.
@@ -144,6 +148,21 @@ func (e *Engine) Send(ctx context.Context, s OneOff) (SendResult, error) {
 // provider. Keep batches to a few hundred messages, so that one commit does not hold
 // the database's writer long while triggers wait for it.
 func (e *Engine) SendBatch(ctx context.Context, sends []OneOff) ([]SendResult, error) {
+	return e.sendBatch(ctx, sends, false)
+}
+
+// bulkChunk is how many sends one bulk operation of the group commit stores.
+const bulkChunk = 8
+
+// SendBulk is SendBatch for bulk work (a broadcast's fan-out), which must not hold up
+// runs and triggers: its commits go through the group commit's bulk lane in small
+// chunks, which interactive operations overtake. A chunk that cannot be stored does not
+// fail the others: its sends get failed, retryable results (their keys stay free).
+func (e *Engine) SendBulk(ctx context.Context, sends []OneOff) ([]SendResult, error) {
+	return e.sendBatch(ctx, sends, true)
+}
+
+func (e *Engine) sendBatch(ctx context.Context, sends []OneOff, bulk bool) ([]SendResult, error) {
 	if !e.beginSend() {
 		return nil, ErrStopping
 	}
@@ -156,23 +175,20 @@ func (e *Engine) SendBatch(ctx context.Context, sends []OneOff) ([]SendResult, e
 	if len(items) == 0 {
 		return out, nil
 	}
-	err = e.batch.Do(ctx, func(ctx context.Context, tx store.Tx) error {
-		for _, it := range items {
-			if err := e.storePending(ctx, tx, it); err != nil {
-				return err
-			}
+	if bulk {
+		e.storeBulk(ctx, items)
+	} else {
+		err = e.batch.Do(ctx, func(ctx context.Context, tx store.Tx) error { return e.storeAll(ctx, tx, items) })
+		if errors.Is(err, store.ErrClosed) {
+			return nil, ErrStopping
 		}
-		return nil
-	})
-	if errors.Is(err, store.ErrClosed) {
-		return nil, ErrStopping
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store sends: %w", err)
+		if err != nil {
+			return nil, fmt.Errorf("store sends: %w", err)
+		}
 	}
 	var calls []*oneOff
 	for _, it := range items {
-		if !it.local && it.dup == nil {
+		if !it.local && it.dup == nil && it.notStored == nil {
 			calls = append(calls, it)
 		}
 	}
@@ -183,6 +199,34 @@ func (e *Engine) SendBatch(ctx context.Context, sends []OneOff) ([]SendResult, e
 		out[it.idx] = it.result()
 	}
 	return out, nil
+}
+
+func (e *Engine) storeAll(ctx context.Context, tx store.Tx, items []*oneOff) error {
+	for _, it := range items {
+		if err := e.storePending(ctx, tx, it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// storeBulk commits the pending sends in chunks through the bulk lane, all at once so
+// that several chunks can share a transaction; the items of a chunk that failed are
+// marked with why.
+func (e *Engine) storeBulk(ctx context.Context, items []*oneOff) {
+	var wg sync.WaitGroup
+	for start := 0; start < len(items); start += bulkChunk {
+		chunk := items[start:min(start+bulkChunk, len(items))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := e.batch.DoBulk(ctx, func(ctx context.Context, tx store.Tx) error { return e.storeAll(ctx, tx, chunk) })
+			for _, it := range chunk {
+				it.bulk, it.notStored = true, err
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // beginSend counts a send in progress unless the engine is stopping; Stop waits for
@@ -316,8 +360,11 @@ func sentStatus(s channel.Sent) string {
 	return s.Status
 }
 
-// deliver makes the provider calls of sends stored as pending and stores their
-// outcomes in one commit. Calls to one recipient go one after another, in order.
+// deliver makes the provider calls of sends stored as pending and stores each outcome
+// as soon as its call returns, through the group commit (so concurrent outcomes share
+// transactions): a send answered before a crash is recorded as sent even while others of
+// its batch are still waiting for the provider. Calls to one recipient go one after
+// another, in order.
 func (e *Engine) deliver(calls []*oneOff) error {
 	if len(calls) == 0 {
 		return nil
@@ -340,6 +387,8 @@ func (e *Engine) deliver(calls []*oneOff) error {
 	}
 	sem := make(chan struct{}, sendParallel)
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
 	for _, k := range order {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -348,37 +397,41 @@ func (e *Engine) deliver(calls []*oneOff) error {
 			defer func() { <-sem }()
 			for _, it := range its {
 				e.call(ctx, it)
+				if it.abandoned || e.isCrashed() {
+					return // a crashed engine writes nothing more
+				}
+				if err := e.settleOutcome(ctx, it); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
 			}
 		}(byRecipient[k])
 	}
 	wg.Wait()
 	if e.isCrashed() {
-		return errAborted // a crashed engine writes nothing more
+		return errAborted
 	}
-	err := e.batch.Do(ctx, func(ctx context.Context, tx store.Tx) error {
-		for _, it := range calls {
-			if err := e.settleSend(ctx, tx, it); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return errors.Join(errs...)
+}
+
+// settleOutcome stores one send's outcome. When that fails, the providers' answer is not
+// stored: the send is given up, and a sweep settles it as an interrupted send (never
+// sending WhatsApp twice).
+func (e *Engine) settleOutcome(ctx context.Context, it *oneOff) error {
+	do := e.batch.Do
+	if it.bulk {
+		do = e.batch.DoBulk
+	}
+	err := do(ctx, func(ctx context.Context, tx store.Tx) error { return e.settleSend(ctx, tx, it) })
 	if err != nil {
-		// The providers answered but the answers are not stored: give the sends up, and
-		// a sweep settles them as interrupted sends (never sending WhatsApp twice).
-		ids := make([]int64, len(calls))
-		for i, it := range calls {
-			ids[i] = it.id
-		}
-		if rerr := e.st.ReleaseSends(ctx, e.cfg.InstanceID, ids...); rerr != nil {
+		if rerr := e.st.ReleaseSends(ctx, e.cfg.InstanceID, it.id); rerr != nil {
 			e.log.Error("release sends", "err", rerr)
 		}
-		return fmt.Errorf("store send outcomes: %w", err)
+		return fmt.Errorf("store send outcome: %w", err)
 	}
-	for _, it := range calls {
-		if it.fenced {
-			e.log.Warn("send taken over by another instance before its outcome was stored", "message", it.id)
-		}
+	if it.fenced {
+		e.log.Warn("send taken over by another instance before its outcome was stored", "message", it.id)
 	}
 	return nil
 }
@@ -422,6 +475,10 @@ func (e *Engine) settleSend(ctx context.Context, tx store.Tx, it *oneOff) error 
 }
 
 func (it *oneOff) result() SendResult {
+	if it.notStored != nil {
+		ce := &channel.Error{Kind: channel.KindUnavailable, Retryable: true, Message: "not stored: " + it.notStored.Error()}
+		return SendResult{Status: store.MsgFailed, Error: ce.Error(), Failure: ce}
+	}
 	if d := it.dup; d != nil {
 		return storedResult(*d)
 	}

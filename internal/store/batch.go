@@ -10,10 +10,17 @@ import (
 // under load every commit carries whatever operations queued up meanwhile, and at low
 // load an operation commits alone, at once. This is what lets the run table serve as a
 // durable queue at thousands of runs per second on one SQLite writer.
+//
+// Operations come in two lanes. Interactive ones (runs, triggers, inbound messages) go
+// first; bulk ones (a broadcast's fan-out) fill each transaction's remaining room, at
+// most maxBulk of them, so a flood of bulk work never makes an interactive operation
+// wait behind more than a transaction's small share of it.
 type Batcher struct {
 	st      *Store
 	ops     chan *batchOp
+	bulk    chan *batchOp
 	maxOps  int
+	maxBulk int
 	wg      sync.WaitGroup
 	closeMu sync.RWMutex
 	closed  bool
@@ -28,8 +35,9 @@ type batchOp struct {
 var ErrClosed = errors.New("store: batcher closed")
 
 // NewBatcher starts writers goroutines that commit up to maxOps operations per
-// transaction. Zero takes the defaults: 1 writer on SQLite (it has a single writer
-// anyway), 8 on PostgreSQL (which commits in parallel); 128 operations.
+// transaction, of which at most maxBulk/16 (and at least one) bulk ones. Zero takes the
+// defaults: 1 writer on SQLite (it has a single writer anyway), 8 on PostgreSQL (which
+// commits in parallel); 128 operations.
 func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
 	if writers <= 0 {
 		writers = 1
@@ -40,7 +48,7 @@ func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
 	if maxOps <= 0 {
 		maxOps = 128
 	}
-	b := &Batcher{st: s, ops: make(chan *batchOp, 4096), maxOps: maxOps}
+	b := &Batcher{st: s, ops: make(chan *batchOp, 4096), bulk: make(chan *batchOp, 256), maxOps: maxOps, maxBulk: max(1, maxOps/16)}
 	for range writers {
 		b.wg.Add(1)
 		go b.loop()
@@ -56,13 +64,23 @@ func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
 // must not roll back the transaction it shares with other callers' operations, and must
 // not leave the caller unsure whether its operation committed.
 func (b *Batcher) Do(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
+	return b.submit(b.ops, fn)
+}
+
+// DoBulk is Do for bulk work, which yields to interactive operations: keep each fn
+// small (a few rows), since a transaction takes only a few bulk operations.
+func (b *Batcher) DoBulk(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
+	return b.submit(b.bulk, fn)
+}
+
+func (b *Batcher) submit(lane chan *batchOp, fn func(ctx context.Context, tx Tx) error) error {
 	b.closeMu.RLock()
 	if b.closed {
 		b.closeMu.RUnlock()
 		return ErrClosed
 	}
 	op := &batchOp{fn: fn, done: make(chan error, 1)}
-	b.ops <- op
+	lane <- op
 	b.closeMu.RUnlock()
 	return <-op.done
 }
@@ -73,6 +91,7 @@ func (b *Batcher) Close() {
 	if !b.closed {
 		b.closed = true
 		close(b.ops)
+		close(b.bulk)
 	}
 	b.closeMu.Unlock()
 	b.wg.Wait()
@@ -80,23 +99,55 @@ func (b *Batcher) Close() {
 
 func (b *Batcher) loop() {
 	defer b.wg.Done()
+	ops, bulk := b.ops, b.bulk
 	batch := make([]*batchOp, 0, b.maxOps)
-	for op := range b.ops {
-		batch = append(batch[:0], op)
-	drain:
-		for len(batch) < b.maxOps {
+	for ops != nil || bulk != nil {
+		batch = batch[:0]
+		// Interactive operations first; wait for either lane only when both are empty.
+		select {
+		case op, ok := <-ops:
+			if !ok {
+				ops = nil
+				continue
+			}
+			batch = append(batch, op)
+		default:
 			select {
-			case next, ok := <-b.ops:
+			case op, ok := <-ops:
 				if !ok {
-					break drain
+					ops = nil
+					continue
 				}
-				batch = append(batch, next)
-			default:
-				break drain
+				batch = append(batch, op)
+			case op, ok := <-bulk:
+				if !ok {
+					bulk = nil
+					continue
+				}
+				batch = append(batch, op)
 			}
 		}
+		ops = drain(ops, &batch, b.maxOps)
+		bulk = drain(bulk, &batch, min(b.maxOps, len(batch)+b.maxBulk))
 		b.commit(batch)
 	}
+}
+
+// drain moves operations already waiting in lane into batch until it holds limit; it
+// returns nil when lane is closed and empty.
+func drain(lane chan *batchOp, batch *[]*batchOp, limit int) chan *batchOp {
+	for lane != nil && len(*batch) < limit {
+		select {
+		case op, ok := <-lane:
+			if !ok {
+				return nil
+			}
+			*batch = append(*batch, op)
+		default:
+			return lane
+		}
+	}
+	return lane
 }
 
 func (b *Batcher) commit(batch []*batchOp) {

@@ -2,7 +2,10 @@ package store_test
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/parleyhq/parley/internal/store"
 	"github.com/parleyhq/parley/internal/store/storetest"
@@ -41,6 +44,46 @@ func TestBatcherOutlivesTheCaller(t *testing.T) {
 		u, err := st.UserByChannelID(ctx, b.ID, "919876543210")
 		if err != nil || u.Attrs["order"] != "42" {
 			t.Fatalf("user after Do = %+v, %v; want it stored", u, err)
+		}
+	})
+}
+
+// TestBatcherBulkYields floods the bulk lane, then submits one interactive operation: it
+// commits ahead of the queued bulk work, behind at most two transactions' share of it.
+func TestBatcherBulkYields(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		b := st.NewBatcher(1, 32) // one writer; at most 2 bulk operations a transaction
+		defer b.Close()
+		var committed atomic.Int64
+		var wg sync.WaitGroup
+		const bulk = 60
+		for range bulk {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := b.DoBulk(ctx, func(ctx context.Context, tx store.Tx) error {
+					time.Sleep(2 * time.Millisecond) // a chunk of rows
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+				}
+				committed.Add(1)
+			}()
+		}
+		for committed.Load() == 0 {
+			time.Sleep(time.Millisecond) // the bulk lane is busy
+		}
+		if err := b.Do(ctx, func(ctx context.Context, tx store.Tx) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if n := committed.Load(); n > 8 {
+			t.Fatalf("the interactive operation waited for %d of %d bulk operations", n, bulk)
+		}
+		wg.Wait()
+		if n := committed.Load(); n != bulk {
+			t.Fatalf("%d of %d bulk operations committed", n, bulk)
 		}
 	})
 }

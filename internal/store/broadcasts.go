@@ -184,7 +184,7 @@ func (s *Store) broadcastByIDAnyBot(ctx context.Context, q Querier, id int64) (B
 
 // BroadcastForFanOut reads a broadcast claimed for publishing.
 func (s *Store) BroadcastForFanOut(ctx context.Context, id int64) (Broadcast, error) {
-	return s.broadcastByIDAnyBot(ctx, s.w, id)
+	return s.broadcastByIDAnyBot(ctx, s.r, id)
 }
 
 // Broadcasts lists a bot's broadcasts, newest first, before the cursor id (0: from the
@@ -393,13 +393,14 @@ type FanOutRecipient struct {
 }
 
 // NextRecipients returns up to limit recipients of the broadcast in the given status,
-// after seq, in order, with their users.
+// after seq, in order, with their users. It reads from the readers: the fan-out's own
+// writes, which it follows, are committed before it asks.
 func (s *Store) NextRecipients(ctx context.Context, botID, id int64, status string, after, limit int) ([]FanOutRecipient, error) {
 	phoneExpr := `json_extract(u.attrs, '$."user.phone_no"')`
 	if s.dialect == Postgres {
 		phoneExpr = `(u.attrs ->> 'user.phone_no')`
 	}
-	rows, err := s.w.Query(ctx, `SELECT r.seq, r.channel_user_id, r.status, u.id, u.channel, u.last_inbound_at, `+phoneExpr+`
+	rows, err := s.r.Query(ctx, `SELECT r.seq, r.channel_user_id, r.status, u.id, u.channel, u.last_inbound_at, `+phoneExpr+`
 		FROM broadcast_recipients r LEFT JOIN users u ON u.bot_id = $1 AND u.channel_user_id = r.channel_user_id
 		WHERE r.broadcast_id = $2 AND r.status = $3 AND r.seq > $4 ORDER BY r.seq LIMIT $5`, botID, id, status, after, limit)
 	if err != nil {
@@ -478,7 +479,7 @@ func (s *Store) FinishBroadcast(ctx context.Context, id int64, me string) (bool,
 // cancelled or taken over).
 func (s *Store) BroadcastOwned(ctx context.Context, id int64, me string) (bool, error) {
 	var n int
-	err := s.w.QueryRow(ctx, `SELECT COUNT(*) FROM broadcasts WHERE id = $1 AND owner = $2 AND status = 'PUBLISHING'`, id, me).Scan(&n)
+	err := s.r.QueryRow(ctx, `SELECT COUNT(*) FROM broadcasts WHERE id = $1 AND owner = $2 AND status = 'PUBLISHING'`, id, me).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("broadcast #%d: %w", id, err)
 	}

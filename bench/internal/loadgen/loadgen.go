@@ -165,12 +165,28 @@ type Next func() (*http.Request, func(body []byte) bool)
 
 // Run keeps c clients busy back to back for d.
 func Run(ctx context.Context, c int, d time.Duration, next Next) Result {
+	deadline := time.Now().Add(d)
+	return run(ctx, c, func() bool { return time.Now().Before(deadline) }, next)
+}
+
+// RunUntil keeps c clients busy back to back until stop is closed.
+func RunUntil(ctx context.Context, c int, stop <-chan struct{}, next Next) Result {
+	return run(ctx, c, func() bool {
+		select {
+		case <-stop:
+			return false
+		default:
+			return true
+		}
+	}, next)
+}
+
+func run(ctx context.Context, c int, more func() bool, next Next) Result {
 	tr := &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: time.Minute}
 	var mu sync.Mutex
 	res := Result{Start: time.Now()}
-	deadline := res.Start.Add(d)
 	var wg sync.WaitGroup
 	for range c {
 		wg.Add(1)
@@ -178,7 +194,7 @@ func Run(ctx context.Context, c int, d time.Duration, next Next) Result {
 			defer wg.Done()
 			var lat []time.Duration
 			errs, firstErr := 0, ""
-			for time.Now().Before(deadline) && ctx.Err() == nil {
+			for more() && ctx.Err() == nil {
 				req, ok := next()
 				t0 := time.Now()
 				resp, err := client.Do(req)
