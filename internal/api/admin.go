@@ -29,6 +29,7 @@ func (s *Server) adminRoutes() {
 	m.HandleFunc("PATCH "+c, s.operatorOnly(s.updateCustomer))
 	m.HandleFunc("GET "+c+"/bots", s.admin(s.listBots))
 	m.HandleFunc("POST "+c+"/bots", s.admin(s.createBot))
+	m.HandleFunc("GET "+b, s.admin(s.getBot))
 	m.HandleFunc("POST /admin/v1/bots", s.operatorOnly(s.createBotByName))
 	m.HandleFunc("GET "+b+"/keys", s.admin(s.listKeys))
 	m.HandleFunc("POST "+b+"/keys", s.admin(s.createKey))
@@ -174,6 +175,15 @@ func (s *Server) listBots(w http.ResponseWriter, r *http.Request) *Error {
 		return s.storeError(r, "bots", err)
 	}
 	writeOK(w, map[string]any{"bots": nonNil(bots)})
+	return nil
+}
+
+func (s *Server) getBot(w http.ResponseWriter, r *http.Request) *Error {
+	b, e := s.pathBot(r)
+	if e != nil {
+		return e
+	}
+	writeOK(w, b)
 	return nil
 }
 

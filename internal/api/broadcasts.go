@@ -162,7 +162,8 @@ func (s *Server) serveBroadcast(w http.ResponseWriter, r *http.Request, botID in
 	if e != nil {
 		return e
 	}
-	v, err := s.Broadcasts.Get(r.Context(), botID, id)
+	summary := strings.EqualFold(r.URL.Query().Get("summary"), "true")
+	v, err := s.Broadcasts.Get(r.Context(), botID, id, summary)
 	if err != nil {
 		return s.broadcastError(r, err)
 	}

@@ -191,6 +191,17 @@ func TestBroadcastV1(t *testing.T) {
 		if len(list.Broadcasts) != 3 || list.Broadcasts[0].BroadcastTitle != "rich" {
 			t.Fatalf("list = %s", r.Obj)
 		}
+		// Lists and summaries leave the recipient lists out; the full view has them.
+		if strings.Contains(string(r.Obj), "channelUserIds") {
+			t.Fatalf("the list carries recipient lists: %s", r.Obj)
+		}
+		one := fmt.Sprintf("%s/broadcast/%d", botPath("v1.0", e.a), v.BroadcastID)
+		if r := e.do("GET", one+"?summary=true", e.a.APIKey, nil); strings.Contains(string(r.Obj), "channelUserIds") || !strings.Contains(string(r.Obj), `"recipients":1`) {
+			t.Fatalf("summary = %s", r.Obj)
+		}
+		if r := e.do("GET", one, e.a.APIKey, nil); !strings.Contains(string(r.Obj), `"channelUserIds":["919019486731"]`) {
+			t.Fatalf("full view = %s", r.Obj)
+		}
 		r = e.admin("GET", fmt.Sprintf("/admin/v1/customers/%d/bots/%s/broadcasts/%d", e.a.CustomerID, e.a.BotKey, v.BroadcastID), nil)
 		wantStatus(t, r, 200, api.CodeSuccess)
 		// Another bot's key cannot read it; another bot has no such broadcast.

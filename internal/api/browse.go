@@ -79,7 +79,8 @@ type runSummaryJSON struct {
 
 var runStatuses = []string{store.RunQueued, store.RunRunning, store.RunWaiting, store.RunCompleted, store.RunFailed}
 
-// listRuns lists a bot's runs newest first: ?flow=&status=&since=&until=&limit=&cursor=.
+// listRuns lists a bot's runs newest first: ?flow=&user=&status=&since=&until=&limit=&cursor=
+// (user: a channel user id).
 // The cursor is the last run id of the previous page.
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) *Error {
 	b, e := s.pathBot(r)
@@ -100,6 +101,17 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) *Error {
 			return s.storeError(r, "flow", err)
 		}
 		f.FlowID = rec.ID
+	}
+	if cuid := strings.TrimPrefix(strings.TrimSpace(q.Get("user")), "+"); cuid != "" {
+		u, err := s.Store.UserByChannelID(r.Context(), b.ID, cuid)
+		if errors.Is(err, store.ErrNotFound) {
+			writeOK(w, map[string]any{"runs": []runSummaryJSON{}, "next_cursor": nil})
+			return nil
+		}
+		if err != nil {
+			return s.storeError(r, "user", err)
+		}
+		f.UserID = u.ID
 	}
 	if st := strings.TrimSpace(q.Get("status")); st != "" {
 		ok := false

@@ -42,6 +42,12 @@ func TestAdminRunList(t *testing.T) {
 		// Another bot's run is never listed.
 		wantStatus(t, e.do("POST", botPath("v2.0", e.b)+"/flow/order_update", e.b.APIKey, map[string]string{"user.phone_no": "919876543210"}), 200, api.CodeSuccess)
 
+		r := e.admin("GET", "/admin/v1/customers/"+itoa(e.a.CustomerID)+"/bots/"+e.a.BotKey, nil)
+		wantStatus(t, r, 200, api.CodeSuccess)
+		if !strings.Contains(string(r.Obj), `"name":"a"`) {
+			t.Fatalf("bot = %s", r.Obj)
+		}
+		wantStatus(t, e.admin("GET", "/admin/v1/customers/"+itoa(e.a.CustomerID)+"/bots/"+e.c.BotKey, nil), 400, api.CodeInvalidBotOrCustomer)
 		base := "/admin/v1/customers/" + itoa(e.a.CustomerID) + "/bots/" + e.a.BotKey + "/runs"
 		list := func(query string) runPage {
 			t.Helper()
@@ -61,6 +67,12 @@ func TestAdminRunList(t *testing.T) {
 		// Filters.
 		if p := list("?flow=ASK"); len(p.Runs) != 1 || p.Runs[0].RunID != waiting {
 			t.Fatalf("flow filter = %+v", p)
+		}
+		if p := list("?user=%2B919876543299"); len(p.Runs) != 1 || p.Runs[0].RunID != waiting {
+			t.Fatalf("user filter = %+v", p)
+		}
+		if p := list("?user=910000000000"); len(p.Runs) != 0 {
+			t.Fatalf("unknown user = %+v", p)
 		}
 		if p := list("?status=completed"); len(p.Runs) != 5 {
 			t.Fatalf("status filter = %+v", p)

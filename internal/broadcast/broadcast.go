@@ -154,7 +154,7 @@ func (s *Service) Create(ctx context.Context, botID int64, p *Plan, idempotencyK
 	if !p.PublishAt.After(now) {
 		s.wake()
 	}
-	v, err := s.Get(ctx, botID, id)
+	v, err := s.Get(ctx, botID, id, false)
 	return v, dup, err
 }
 
@@ -165,8 +165,8 @@ func (s *Service) wake() {
 	}
 }
 
-// Get returns a bot's broadcast, live.
-func (s *Service) Get(ctx context.Context, botID, id int64) (View, error) {
+// Get returns a bot's broadcast, live; summary leaves out the recipient lists.
+func (s *Service) Get(ctx context.Context, botID, id int64, summary bool) (View, error) {
 	b, err := s.st.BroadcastByID(ctx, botID, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %d", ErrNotFound, id)
@@ -174,13 +174,24 @@ func (s *Service) Get(ctx context.Context, botID, id int64) (View, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.view(ctx, b)
+	return s.view(ctx, b, summary)
 }
 
-func (s *Service) view(ctx context.Context, b store.Broadcast) (View, error) {
+// view answers a broadcast. A summary leaves out the recipient lists
+// (audience.rule.channelUserIds, users), which make a large broadcast's view megabytes;
+// totals.recipients counts them.
+func (s *Service) view(ctx context.Context, b store.Broadcast, summary bool) (View, error) {
 	v := View{}
 	if err := json.Unmarshal(b.Request, &v); err != nil {
 		return nil, fmt.Errorf("broadcast #%d request: %w", b.ID, err)
+	}
+	if summary {
+		delete(v, "users")
+		if aud, ok := v["audience"].(map[string]any); ok {
+			if rule, ok := aud["rule"].(map[string]any); ok {
+				delete(rule, "channelUserIds")
+			}
+		}
 	}
 	cs, err := storedContents(b)
 	if err != nil {
@@ -204,7 +215,8 @@ func (s *Service) view(ctx context.Context, b store.Broadcast) (View, error) {
 	return v, nil
 }
 
-// List returns a bot's broadcasts, newest first, before the cursor id (0: the newest).
+// List returns a bot's broadcasts in summary (without their recipient lists), newest
+// first, before the cursor id (0: the newest).
 func (s *Service) List(ctx context.Context, botID, before int64, limit int) ([]View, error) {
 	bs, err := s.st.Broadcasts(ctx, botID, before, limit)
 	if err != nil {
@@ -212,7 +224,7 @@ func (s *Service) List(ctx context.Context, botID, before int64, limit int) ([]V
 	}
 	out := make([]View, len(bs))
 	for i, b := range bs {
-		if out[i], err = s.view(ctx, b); err != nil {
+		if out[i], err = s.view(ctx, b, true); err != nil {
 			return nil, err
 		}
 	}
@@ -266,7 +278,7 @@ func (s *Service) Cancel(ctx context.Context, botID, id int64) (View, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	return s.Get(ctx, botID, id)
+	return s.Get(ctx, botID, id, false)
 }
 
 // Start begins publishing due broadcasts, and taking over those of dead instances.

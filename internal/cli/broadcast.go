@@ -44,7 +44,7 @@ func broadcastCmd(ctx context.Context, env Env, args []string) error {
 		}
 		return printJSON(env.Stdout, map[string]any{"broadcasts": vs})
 	case "show":
-		v, err := svc.Get(ctx, b.ID, *id)
+		v, err := svc.Get(ctx, b.ID, *id, false)
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,8 @@ type RunFilter struct {
 	BotID int64
 	// FlowID, when not zero, keeps runs of that flow.
 	FlowID int64
+	// UserID, when not zero, keeps runs of that user.
+	UserID int64
 	Status string
 	// Since and Until bound the creation time (Unix ms; Until exclusive, 0 for none).
 	Since, Until int64
@@ -64,6 +66,9 @@ func (s *Store) RunSummaries(ctx context.Context, f RunFilter) ([]RunSummary, er
 	w.add("r.bot_id = ?", f.BotID)
 	if f.FlowID != 0 {
 		w.add("r.flow_id = ?", f.FlowID)
+	}
+	if f.UserID != 0 {
+		w.add("r.user_id = ?", f.UserID)
 	}
 	if f.Status != "" {
 		w.add("r.status = ?", f.Status)
