@@ -273,25 +273,45 @@ func (s *Server) adminConversations(w http.ResponseWriter, r *http.Request) *Err
 	return s.serveConversations(w, r, b.ID)
 }
 
-// pathFlow resolves the flow of an admin path at its current version.
-func (s *Server) pathFlow(r *http.Request, b store.Bot) (store.FlowRecord, *Error) {
+// pathFlow resolves the bot and the flow of an admin path, at its current version.
+func (s *Server) pathFlow(r *http.Request) (store.Bot, store.FlowRecord, *Error) {
+	b, e := s.pathBot(r)
+	if e != nil {
+		return store.Bot{}, store.FlowRecord{}, e
+	}
 	rec, err := s.Store.FlowByKey(r.Context(), b.ID, r.PathValue("flowKey"))
 	if errors.Is(err, store.ErrNotFound) {
-		return store.FlowRecord{}, errorf(http.StatusNotFound, CodeNotFound, "FLOW_NOT_FOUND",
+		return b, store.FlowRecord{}, errorf(http.StatusNotFound, CodeNotFound, "FLOW_NOT_FOUND",
 			"this bot has no flow with key %s", strconvQuote(r.PathValue("flowKey")))
 	}
 	if err != nil {
-		return store.FlowRecord{}, s.storeError(r, "flow", err)
+		return b, store.FlowRecord{}, s.storeError(r, "flow", err)
 	}
-	return rec, nil
+	return b, rec, nil
+}
+
+// pathVersion resolves the bot and the version of a flow an admin path names.
+func (s *Server) pathVersion(r *http.Request) (store.Bot, store.FlowRecord, *Error) {
+	b, cur, e := s.pathFlow(r)
+	if e != nil {
+		return b, cur, e
+	}
+	n, err := strconv.Atoi(r.PathValue("version"))
+	if err != nil || n < 1 {
+		return b, cur, invalid("version %s is not a positive number", strconvQuote(r.PathValue("version")))
+	}
+	v, err := s.Store.FlowVersion(r.Context(), cur.ID, n)
+	if errors.Is(err, store.ErrNotFound) {
+		return b, cur, notFound("flow %s has no version %d", cur.Key, n)
+	}
+	if err != nil {
+		return b, cur, s.storeError(r, "flow version", err)
+	}
+	return b, v, nil
 }
 
 func (s *Server) flowVersions(w http.ResponseWriter, r *http.Request) *Error {
-	b, e := s.pathBot(r)
-	if e != nil {
-		return e
-	}
-	rec, e := s.pathFlow(r, b)
+	_, rec, e := s.pathFlow(r)
 	if e != nil {
 		return e
 	}
@@ -305,24 +325,9 @@ func (s *Server) flowVersions(w http.ResponseWriter, r *http.Request) *Error {
 
 // flowVersion exports one version of a flow, as the flow export does the current one.
 func (s *Server) flowVersion(w http.ResponseWriter, r *http.Request) *Error {
-	b, e := s.pathBot(r)
+	_, v, e := s.pathVersion(r)
 	if e != nil {
 		return e
-	}
-	rec, e := s.pathFlow(r, b)
-	if e != nil {
-		return e
-	}
-	n, err := strconv.Atoi(r.PathValue("version"))
-	if err != nil || n < 1 {
-		return invalid("version %s is not a positive number", strconvQuote(r.PathValue("version")))
-	}
-	v, err := s.Store.FlowVersion(r.Context(), rec.ID, n)
-	if errors.Is(err, store.ErrNotFound) {
-		return notFound("flow %s has no version %d", rec.Key, n)
-	}
-	if err != nil {
-		return s.storeError(r, "flow version", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Flow-Version", strconv.Itoa(v.Version))

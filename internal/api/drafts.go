@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -40,21 +39,23 @@ func (s *Server) listDrafts(w http.ResponseWriter, r *http.Request) *Error {
 	return nil
 }
 
-func pathFlowKey(r *http.Request) (string, *Error) {
+// pathDraft resolves the bot of a draft's admin path and the flow key it names (which
+// need not be a flow's yet).
+func (s *Server) pathDraft(r *http.Request) (store.Bot, string, *Error) {
+	b, e := s.pathBot(r)
+	if e != nil {
+		return b, "", e
+	}
 	key := r.PathValue("flowKey")
 	if !flow.ValidKey(key) {
-		return "", invalid("%s is not a valid flow key (letters, digits, _ and -, at most 100)", strconvQuote(key))
+		return b, "", invalid("%s is not a valid flow key (letters, digits, _ and -, at most 100)", strconvQuote(key))
 	}
-	return key, nil
+	return b, key, nil
 }
 
 // getDraft answers the draft document as saved, not enveloped, like a flow export.
 func (s *Server) getDraft(w http.ResponseWriter, r *http.Request) *Error {
-	b, e := s.pathBot(r)
-	if e != nil {
-		return e
-	}
-	key, e := pathFlowKey(r)
+	b, key, e := s.pathDraft(r)
 	if e != nil {
 		return e
 	}
@@ -82,11 +83,7 @@ type draftJSON struct {
 // document's own key, when it has one, must be that key. The answer says whether the
 // draft would publish, with every problem, each naming its node.
 func (s *Server) putDraft(w http.ResponseWriter, r *http.Request) *Error {
-	b, e := s.pathBot(r)
-	if e != nil {
-		return e
-	}
-	key, e := pathFlowKey(r)
+	b, key, e := s.pathDraft(r)
 	if e != nil {
 		return e
 	}
@@ -128,11 +125,7 @@ func (s *Server) putDraft(w http.ResponseWriter, r *http.Request) *Error {
 }
 
 func (s *Server) deleteDraft(w http.ResponseWriter, r *http.Request) *Error {
-	b, e := s.pathBot(r)
-	if e != nil {
-		return e
-	}
-	key, e := pathFlowKey(r)
+	b, key, e := s.pathDraft(r)
 	if e != nil {
 		return e
 	}
@@ -150,11 +143,7 @@ func (s *Server) deleteDraft(w http.ResponseWriter, r *http.Request) *Error {
 // (400 INVALID_FLOW with "errors", as validate answers). The draft is dropped once
 // published, unless it was saved again meanwhile.
 func (s *Server) publishDraft(w http.ResponseWriter, r *http.Request) *Error {
-	b, e := s.pathBot(r)
-	if e != nil {
-		return e
-	}
-	key, e := pathFlowKey(r)
+	b, key, e := s.pathDraft(r)
 	if e != nil {
 		return e
 	}
@@ -178,24 +167,9 @@ func (s *Server) publishDraft(w http.ResponseWriter, r *http.Request) *Error {
 
 // restoreVersion publishes an earlier version's document again, as the next version.
 func (s *Server) restoreVersion(w http.ResponseWriter, r *http.Request) *Error {
-	b, e := s.pathBot(r)
+	b, old, e := s.pathVersion(r)
 	if e != nil {
 		return e
-	}
-	cur, e := s.pathFlow(r, b)
-	if e != nil {
-		return e
-	}
-	n, err := strconv.Atoi(r.PathValue("version"))
-	if err != nil || n < 1 {
-		return invalid("version %s is not a positive number", strconvQuote(r.PathValue("version")))
-	}
-	old, err := s.Store.FlowVersion(r.Context(), cur.ID, n)
-	if errors.Is(err, store.ErrNotFound) {
-		return notFound("flow %s has no version %d", cur.Key, n)
-	}
-	if err != nil {
-		return s.storeError(r, "flow version", err)
 	}
 	rec, e := s.publish(w, r, b, old.Document)
 	if e != nil || rec == nil {

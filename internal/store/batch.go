@@ -104,14 +104,11 @@ func (b *Batcher) loop() {
 	for ops != nil || bulk != nil {
 		batch = batch[:0]
 		// Interactive operations first; wait for either lane only when both are empty.
-		select {
-		case op, ok := <-ops:
-			if !ok {
-				ops = nil
-				continue
+		ops = drain(ops, &batch, 1)
+		if len(batch) == 0 {
+			if ops == nil && bulk == nil {
+				break
 			}
-			batch = append(batch, op)
-		default:
 			select {
 			case op, ok := <-ops:
 				if !ok {
