@@ -97,7 +97,7 @@ func TestClaimedRunsAreReleased(t *testing.T) {
 			}
 			loads := &failingLoads{}
 			loads.arm(v.RunID, 2)
-			second := New(st, Config{InstanceID: "survivor", Liveness: 200 * time.Millisecond, Heartbeat: 20 * time.Millisecond, Sweep: 20 * time.Millisecond,
+			second := New(st, Config{InstanceID: "survivor", Liveness: time.Second, Heartbeat: 20 * time.Millisecond, Sweep: 20 * time.Millisecond,
 				HTTP: h, loadHook: loads.hook})
 			if err := second.Start(ctx); err != nil {
 				t.Fatal(err)

@@ -285,7 +285,7 @@ func TestSendCrashRecovery(t *testing.T) {
 				_ = b.eng.Stop(ctx)
 				id := pendingID(t, st, b.botID)
 
-				second := New(st, Config{InstanceID: "survivor", Channels: p, Liveness: 200 * time.Millisecond,
+				second := New(st, Config{InstanceID: "survivor", Channels: p, Liveness: time.Second,
 					Heartbeat: 20 * time.Millisecond, Sweep: 20 * time.Millisecond})
 				if err := second.Start(ctx); err != nil {
 					t.Fatal(err)
