@@ -161,17 +161,28 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request, p auth.Principa
 		BotID: p.BotID, CustomerID: p.CustomerID, FlowKey: r.PathValue("flowKey"), Channel: ch,
 		Phone: num.E164, Digits: num.Digits, Attrs: in.attrs, IdempotencyKey: idem, Wait: wait,
 	})
-	if errors.Is(err, engine.ErrFlowNotFound) {
+	switch {
+	case errors.Is(err, engine.ErrFlowNotFound):
 		return errorf(http.StatusNotFound, CodeNotFound, "FLOW_NOT_FOUND", "this bot has no flow with key %q", r.PathValue("flowKey"))
-	}
-	if err != nil {
+	case errors.Is(err, engine.ErrNotAccepted):
+		// Nothing was stored (the engine made sure of it), so sending the trigger again
+		// cannot start the flow twice.
+		w.Header().Set("Retry-After", "1")
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "UNAVAILABLE",
+			"the server is too busy with this account's runs to accept the trigger in time; nothing was started: send it again")
+	case errors.Is(err, engine.ErrStopping):
+		w.Header().Set("Retry-After", "1")
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "UNAVAILABLE", "the server is shutting down; nothing was started: send the trigger again")
+	case err != nil:
 		return s.failed(r, "trigger", err)
 	}
 	writeOK(w, v)
 	return nil
 }
 
-// waitParam reads ?wait=true (wait up to 30 s) or ?wait_ms=N (at most 60 s).
+// waitParam reads ?wait=true (wait up to 30 s) or ?wait_ms=N (at most 60 s). The wait
+// counts from the trigger's arrival: the answer comes by then whatever the load, with the
+// run as it then is (see engine.Trigger).
 func waitParam(q url.Values) (time.Duration, *Error) {
 	if ms := q.Get("wait_ms"); ms != "" {
 		n, err := strconv.Atoi(ms)
