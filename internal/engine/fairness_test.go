@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parleyhq/parley/internal/catalog"
 	"github.com/parleyhq/parley/internal/channel"
 	"github.com/parleyhq/parley/internal/store"
 	"github.com/parleyhq/parley/internal/store/storetest"
@@ -237,4 +238,84 @@ func TestStopReleasesRunsWaitingForSlot(t *testing.T) {
 			t.Fatalf("calls %v", calls)
 		}
 	})
+}
+
+// TestMaxRunningPerAccount: a customer whose account allows one run at a time has its
+// second run wait while the first holds a worker, though workers are free; another
+// customer's run goes through meanwhile, and the second starts once the first is done.
+func TestMaxRunningPerAccount(t *testing.T) {
+	const holdFlow = `{"key": "hold", "start": "s", "nodes": [
+  {"id": "s", "type": "set", "set": {"seen": "yes"}, "next": "held"}, {"id": "held", "type": "end"}]}`
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		arrived, hold := make(chan string, 8), make(chan struct{})
+		// A run of the hold flow keeps its worker after its first node until released.
+		b := setup(t, st, Config{Workers: 4, stepHook: func(runID, node string) error {
+			if node == "held" {
+				arrived <- runID
+				<-hold
+			}
+			return nil
+		}}, holdFlow)
+		release := sync.OnceFunc(func() { close(hold) })
+		t.Cleanup(release)
+		one := 1
+		if err := st.SetCustomerMaxRunning(ctx, b.cid, &one); err != nil {
+			t.Fatal(err)
+		}
+		other, _, err := st.EnsureCustomer(ctx, "globex")
+		if err != nil {
+			t.Fatal(err)
+		}
+		otherBot, err := st.CreateBot(ctx, other.ID, "00112233445566bb", "other")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := catalog.Import(ctx, st, otherBot.ID, []byte(quickFlow)); err != nil {
+			t.Fatal(err)
+		}
+
+		results := make(chan RunView, 2)
+		start := func(digits string) {
+			go func() {
+				v, err := b.triggerCtx(ctx, "hold", digits, 10*time.Second)
+				if err != nil {
+					t.Error(err)
+				}
+				results <- v
+			}()
+		}
+		start("919800000001")
+		first := <-arrived
+		start("919800000002")
+		waitFor(t, "the second run to wait for its customer's turn", func() bool { return readyOf(b.eng, b.cid) == 1 })
+
+		v, err := b.eng.Trigger(ctx, TriggerRequest{BotID: otherBot.ID, CustomerID: other.ID, FlowKey: "quick", Channel: channel.WhatsApp,
+			Phone: "+919800000003", Digits: "919800000003", Attrs: map[string]string{}, Wait: 10 * time.Second})
+		if err != nil || v.Status != store.RunCompleted {
+			t.Fatalf("the other customer's run: %+v, %v", v, err)
+		}
+		if n := readyOf(b.eng, b.cid); n != 1 {
+			t.Fatalf("%d runs of the capped customer ready, want 1 still waiting", n)
+		}
+		release()
+		if second := <-arrived; second == first {
+			t.Fatalf("run %s arrived twice", first)
+		}
+		for range 2 {
+			if v := <-results; v.Status != store.RunCompleted {
+				t.Fatalf("capped customer's run %+v", v)
+			}
+		}
+	})
+}
+
+// readyOf is how many of the customer's runs are ready and not executing.
+func readyOf(e *Engine, customerID int64) int {
+	e.sched.mu.Lock()
+	defer e.sched.mu.Unlock()
+	if t := e.sched.tenants[customerID]; t != nil {
+		return t.ready.len()
+	}
+	return 0
 }
