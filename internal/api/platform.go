@@ -41,6 +41,7 @@ type triggerInput struct {
 // triggerV1 starts a flow from query parameters; a body, which real integrations send
 // anyway, is ignored.
 func (s *Server) triggerV1(w http.ResponseWriter, r *http.Request, p auth.Principal) *Error {
+	received := time.Now()
 	// Read the ignored body all the same: until the body is read, the server cannot
 	// notice a client that hangs up while the trigger waits.
 	if _, err := io.Copy(io.Discard, r.Body); err != nil {
@@ -61,11 +62,12 @@ func (s *Server) triggerV1(w http.ResponseWriter, r *http.Request, p auth.Princi
 			}
 		}
 	}
-	return s.trigger(w, r, p, in)
+	return s.trigger(w, r, p, in, received)
 }
 
 // triggerV2 starts a flow from a flat JSON object of attributes.
 func (s *Server) triggerV2(w http.ResponseWriter, r *http.Request, p auth.Principal) *Error {
+	received := time.Now()
 	var body map[string]any
 	if e := decodeJSON(r, &body); e != nil {
 		return e
@@ -90,7 +92,7 @@ func (s *Server) triggerV2(w http.ResponseWriter, r *http.Request, p auth.Princi
 			}
 		}
 	}
-	return s.trigger(w, r, p, in)
+	return s.trigger(w, r, p, in, received)
 }
 
 // scalar turns a JSON value into an attribute value. Nested objects and arrays are
@@ -126,7 +128,8 @@ func addAttr(attrs map[string]string, name, v string) *Error {
 	return nil
 }
 
-func (s *Server) trigger(w http.ResponseWriter, r *http.Request, p auth.Principal, in triggerInput) *Error {
+// trigger starts the run; the wait, if any, counts from received, when the request came.
+func (s *Server) trigger(w http.ResponseWriter, r *http.Request, p auth.Principal, in triggerInput, received time.Time) *Error {
 	ch := strings.ToLower(strings.TrimSpace(in.channel))
 	switch ch {
 	case "":
@@ -160,6 +163,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request, p auth.Principa
 	v, err := s.Engine.Trigger(r.Context(), engine.TriggerRequest{
 		BotID: p.BotID, CustomerID: p.CustomerID, FlowKey: r.PathValue("flowKey"), Channel: ch,
 		Phone: num.E164, Digits: num.Digits, Attrs: in.attrs, IdempotencyKey: idem, Wait: wait,
+		Received: received,
 	})
 	switch {
 	case errors.Is(err, engine.ErrFlowNotFound):

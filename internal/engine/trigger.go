@@ -31,6 +31,9 @@ type TriggerRequest struct {
 	IdempotencyKey string
 	// Wait, when positive, returns once the run completes, fails or parks, or after Wait.
 	Wait time.Duration
+	// Received is when the request arrived, from which Wait and the acceptance bound
+	// count (zero: when Trigger is called).
+	Received time.Time
 }
 
 // acceptance is what a triggered run's first commit does besides storing the run.
@@ -99,13 +102,16 @@ func (e *Engine) accepted(r *run, err error) {
 // decisions, attributes) has usually finished by then, in the same single commit.
 //
 // Trigger never waits longer than its cap: req.Wait when it is set (but at least
-// MinAcceptWait), Config.AcceptTimeout when not, counted from the call; or until ctx
+// MinAcceptWait), Config.AcceptTimeout when not, counted from req.Received; or until ctx
 // ends. A run not stored by then never will be: Trigger returns ErrNotAccepted (or ctx's
 // error) and nothing was started. (A run whose first commit is under way at that moment
 // is waited for: its outcome comes with that one transaction.) With req.Wait, the run is
 // returned once it settles, or as it is when the cap passes.
 func (e *Engine) Trigger(ctx context.Context, req TriggerRequest) (RunView, error) {
-	arrival := time.Now()
+	arrival := req.Received
+	if arrival.IsZero() {
+		arrival = time.Now()
+	}
 	cf, err := e.flows.current(ctx, req.BotID, req.FlowKey)
 	if err != nil {
 		return RunView{}, err
@@ -228,7 +234,7 @@ func (e *Engine) waitUntil(ctx context.Context, botID int64, runID string, until
 // finalReadTimeout bounds the read of a run's state when a wait runs out, so that the
 // answer is not held up past its deadline by a slow database: the state last known is
 // returned instead.
-const finalReadTimeout = 250 * time.Millisecond
+const finalReadTimeout = 100 * time.Millisecond
 
 // await waits until the deadline for this instance's notification; a run that moved to
 // another instance is noticed by polling the database now and then. At the deadline it
