@@ -26,8 +26,9 @@ const (
 	floodAcceptTimeout = 2 * time.Second
 	floodWait          = 1500 * time.Millisecond
 	// capSlack is what an answer may take past its cap: the HTTP exchange and the
-	// scheduling of a test process on a shared, loaded machine.
-	capSlack = 750 * time.Millisecond
+	// scheduling of a test process (with -race) on a shared, loaded machine, where
+	// even a timer's goroutine may wait for a core for most of a second.
+	capSlack = time.Second
 )
 
 // answer is one trigger's answer as its client saw it.
@@ -107,9 +108,12 @@ func floodTest(t *testing.T, e *env) {
 		}
 	}))
 	t.Cleanup(func() { close(release); target.Close() }) // before the engine stops
+	// The calls do not time out while the test runs (60 s): the flood is steady, its
+	// surplus waiting and refused, rather than also finishing 64 runs at once every few
+	// seconds, which is the flooding customer's own work.
 	for _, method := range []string{"GET", "POST"} {
 		e.importFlow(e.a, fmt.Sprintf(`{"key": "slow_%s", "start": "call", "nodes": [
-			{"id": "call", "type": "http", "method": %q, "url": "%s/hang", "timeout_seconds": 5, "next": "done"},
+			{"id": "call", "type": "http", "method": %q, "url": "%s/hang", "timeout_seconds": 60, "next": "done"},
 			{"id": "done", "type": "end"}]}`, strings.ToLower(method), method, target.URL))
 	}
 	e.importFlow(e.c, `{"key": "quick", "start": "s", "nodes": [
@@ -220,11 +224,12 @@ func floodTest(t *testing.T, e *env) {
 	accepted := map[string]bool{}
 	refused := 0
 	for _, a := range flood {
+		if a.took > a.cap+capSlack {
+			t.Errorf("a flood trigger answered after %v, past its cap of %v (%d %s)", a.took, a.cap, a.status, a.details)
+		}
 		switch {
 		case a.err != nil:
 			t.Fatalf("flood trigger: %v", a.err)
-		case a.took > a.cap+capSlack:
-			t.Errorf("a flood trigger answered after %v, past its cap of %v (%d %s)", a.took, a.cap, a.status, a.details)
 		case a.status == 200 && a.code == api.CodeSuccess && a.runID != "":
 			if a.run != store.RunQueued && a.run != store.RunRunning {
 				t.Errorf("a flood run answered as %s; its call never returns", a.run)

@@ -7,8 +7,8 @@
 // in memory and commits at the points that matter: before an external effect that must
 // not repeat, after it, and when the run parks or ends. Workers take runs from
 // per-customer queues in turn, and a run waiting on the outside world (an HTTP call, a
-// provider send and its pacing) waits off the workers (see sched.go and outside.go). Commits from all workers go
-// through a group-commit batcher. Each instance heartbeats; runs owned by an instance
+// provider send and its pacing) waits off the workers (see sched.go and outside.go).
+// Commits from all workers go through a group-commit batcher. Each instance heartbeats; runs owned by an instance
 // whose heartbeat stopped are claimed by the others (or by the same server after a
 // restart), and parked runs whose wake-up time came are claimed by whoever sweeps first.
 //

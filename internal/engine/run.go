@@ -98,11 +98,13 @@ type run struct {
 
 	// inserted is false until a triggered run's first commit stores it; accept holds
 	// what that commit must also do, and accepted hears how it went. acceptState settles
-	// the race between that commit and a trigger that stops waiting for it.
+	// the race between that commit and a trigger that stops waiting for it, at acceptBy
+	// (no first commit starts later).
 	inserted    bool
 	accept      *acceptance
 	accepted    chan acceptOutcome
 	acceptState atomic.Int32
+	acceptBy    time.Time
 
 	// stepsRun counts the nodes executed since the run came into memory (MaxSteps).
 	stepsRun int
@@ -120,8 +122,12 @@ const (
 )
 
 // beginAccept reports whether the run's first commit may go ahead: false when its
-// trigger already gave up waiting, and then it never will.
+// trigger gave up waiting or is about to (its deadline passed: a commit started now would
+// hold its answer past the cap), and then it never will.
 func (r *run) beginAccept() bool {
+	if !r.acceptBy.IsZero() && time.Now().After(r.acceptBy) {
+		r.abandon()
+	}
 	return r.acceptState.CompareAndSwap(acceptPending, acceptCommitting) || r.acceptState.Load() == acceptCommitting
 }
 
@@ -222,7 +228,7 @@ func (e *Engine) execute(r *run) (out outcome) {
 			return // the run is no longer this worker's to touch
 		}
 		e.dropSlot(r)
-		if !r.inserted {
+		if !r.inserted && !r.abandoned() {
 			e.accepted(r, errAborted) // a trigger must not wait for a run that was never stored
 		}
 	}()

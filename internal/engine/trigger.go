@@ -151,13 +151,13 @@ func (e *Engine) Trigger(ctx context.Context, req TriggerRequest) (RunView, erro
 		settledCh = e.subscribe(r.rec.ID)
 		defer e.unsubscribe(r.rec.ID, settledCh)
 	}
-	acceptedCh := r.accepted
+	r.acceptBy = arrival.Add(e.cfg.AcceptTimeout)
+	if req.Wait > 0 {
+		r.acceptBy = arrival.Add(max(req.Wait, MinAcceptWait))
+	}
+	acceptedCh, acceptBy := r.accepted, r.acceptBy
 	if !e.enqueue(ctx, r) {
 		return RunView{}, ErrStopping
-	}
-	acceptBy := arrival.Add(e.cfg.AcceptTimeout)
-	if req.Wait > 0 {
-		acceptBy = arrival.Add(max(req.Wait, MinAcceptWait))
 	}
 	out, err := e.awaitAcceptance(ctx, r, acceptedCh, acceptBy)
 	if err != nil {
@@ -241,8 +241,8 @@ const finalReadTimeout = 100 * time.Millisecond
 // returns the run as it then is (or, if the database does not answer at once, as it was
 // last seen: last). The caller unsubscribes.
 func (e *Engine) await(ctx context.Context, botID int64, runID string, ch chan RunView, until time.Time, last RunView) (RunView, error) {
-	wctx, cancel := context.WithDeadline(ctx, until)
-	defer cancel()
+	deadline := time.NewTimer(time.Until(until))
+	defer deadline.Stop()
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
 	for {
@@ -250,24 +250,51 @@ func (e *Engine) await(ctx context.Context, botID int64, runID string, ch chan R
 		case v := <-ch:
 			return v, nil
 		case <-poll.C:
-			v, err := e.View(wctx, botID, runID)
+			v, err := e.viewWithin(ctx, botID, runID, time.Until(until))
 			if err == nil {
 				if last = v; v.settled() {
 					return v, nil
 				}
 			}
-		case <-wctx.Done():
+		case <-deadline.C:
+			if v, err := e.viewWithin(ctx, botID, runID, finalReadTimeout); err == nil {
+				return v, nil
+			}
 			if ctx.Err() != nil {
 				return RunView{}, ctx.Err()
 			}
-			rctx, cancel := context.WithTimeout(ctx, finalReadTimeout)
-			v, err := e.View(rctx, botID, runID)
-			cancel()
-			if err != nil {
-				return last, nil
-			}
-			return v, nil
+			return last, nil
+		case <-ctx.Done():
+			return RunView{}, ctx.Err()
 		}
+	}
+}
+
+// viewWithin reads the run, giving up after d whether or not the database honours the
+// context by then (a busy SQLite reader may not, at once): a wait's answer must not
+// outlive its cap. A read given up finishes in the background.
+func (e *Engine) viewWithin(ctx context.Context, botID int64, runID string, d time.Duration) (RunView, error) {
+	if d <= 0 {
+		return RunView{}, context.DeadlineExceeded
+	}
+	type result struct {
+		v   RunView
+		err error
+	}
+	done := make(chan result, 1)
+	rctx, cancel := context.WithTimeout(ctx, d)
+	go func() {
+		defer cancel()
+		v, err := e.View(rctx, botID, runID)
+		done <- result{v, err}
+	}()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-timer.C:
+		return RunView{}, context.DeadlineExceeded
 	}
 }
 
