@@ -140,25 +140,39 @@ func (s *Server) getCustomer(w http.ResponseWriter, r *http.Request) *Error {
 }
 
 // updateCustomer changes account settings: {"http_rate": N} (HTTP-step calls per
-// minute; null for the server default). A setting left out keeps its value, and an
-// unknown (misspelt) one is refused.
+// minute) and {"max_running": N} (runs executing at once on each instance); null for the
+// server default. A setting left out keeps its value, and an unknown (misspelt) one is
+// refused. Every value is checked before any is stored.
 func (s *Server) updateCustomer(w http.ResponseWriter, r *http.Request) *Error {
 	cid, e := pathCustomer(r)
 	if e != nil {
 		return e
 	}
 	var body struct {
-		HTTPRate json.RawMessage `json:"http_rate"`
+		HTTPRate   json.RawMessage `json:"http_rate"`
+		MaxRunning json.RawMessage `json:"max_running"`
 	}
 	if e := decodeStrict(r, &body); e != nil {
 		return e
 	}
+	var rate, maxRunning *int
 	if body.HTTPRate != nil {
-		var rate *int
 		if err := json.Unmarshal(body.HTTPRate, &rate); err != nil || (rate != nil && (*rate < 1 || *rate > 1_000_000)) {
 			return invalid("http_rate must be from 1 to 1000000 calls per minute, or null for the server default")
 		}
+	}
+	if body.MaxRunning != nil {
+		if err := json.Unmarshal(body.MaxRunning, &maxRunning); err != nil || (maxRunning != nil && (*maxRunning < 1 || *maxRunning > store.MaxMaxRunning)) {
+			return invalid("max_running must be from 1 to %d runs, or null for the server default", store.MaxMaxRunning)
+		}
+	}
+	if body.HTTPRate != nil {
 		if err := s.Store.SetCustomerHTTPRate(r.Context(), cid, rate); err != nil {
+			return s.storeError(r, "customer", err)
+		}
+	}
+	if body.MaxRunning != nil {
+		if err := s.Store.SetCustomerMaxRunning(r.Context(), cid, maxRunning); err != nil {
 			return s.storeError(r, "customer", err)
 		}
 	}

@@ -103,6 +103,35 @@ func TestAdminCustomersAndBots(t *testing.T) {
 			t.Fatalf("patch = %s", r.Obj)
 		}
 		wantStatus(t, e.admin("PATCH", "/admin/v1/customers/"+itoa(c.ID), `{"http_rate": 0}`), 400, api.CodeInvalidInput)
+		// max_running: set alone, kept when left out, null for the server default; a bad
+		// value changes nothing, not even a good setting beside it.
+		for _, tc := range []struct {
+			body, want, not string
+			status          int
+		}{
+			{`{"max_running": 4}`, `"max_running":4`, "", 200},
+			{`{"http_rate": 50}`, `"max_running":4`, "", 200},
+			{`{"max_running": 0}`, "", "", 400},
+			{`{"max_running": 2.5}`, "", "", 400},
+			{`{"max_running": "4"}`, "", "", 400},
+			{`{"max_running": 100001}`, "", "", 400},
+			{`{"http_rate": 60, "max_running": -1}`, "", "", 400},
+			{`{"max_running": null}`, `"http_rate":50`, "max_running", 200},
+		} {
+			r := e.admin("PATCH", "/admin/v1/customers/"+itoa(c.ID), tc.body)
+			if tc.status == 400 {
+				wantStatus(t, r, 400, api.CodeInvalidInput)
+				continue
+			}
+			wantStatus(t, r, 200, api.CodeSuccess)
+			if !strings.Contains(string(r.Obj), tc.want) || (tc.not != "" && strings.Contains(string(r.Obj), tc.not)) {
+				t.Fatalf("PATCH %s = %s", tc.body, r.Obj)
+			}
+		}
+		if got := e.admin("GET", "/admin/v1/customers/"+itoa(c.ID), nil); !strings.Contains(string(got.Obj), `"http_rate":50`) {
+			t.Fatalf("a refused PATCH changed the account: %s", got.Obj)
+		}
+		wantStatus(t, e.admin("PATCH", "/admin/v1/customers/999999", `{"max_running": 4}`), 404, api.CodeNotFound)
 		r = e.admin("POST", "/admin/v1/bots", `{"customer": "hooli", "name": "x"}`)
 		wantStatus(t, r, 200, api.CodeSuccess)
 	})

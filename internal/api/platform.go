@@ -41,6 +41,7 @@ type triggerInput struct {
 // triggerV1 starts a flow from query parameters; a body, which real integrations send
 // anyway, is ignored.
 func (s *Server) triggerV1(w http.ResponseWriter, r *http.Request, p auth.Principal) *Error {
+	received := time.Now()
 	// Read the ignored body all the same: until the body is read, the server cannot
 	// notice a client that hangs up while the trigger waits.
 	if _, err := io.Copy(io.Discard, r.Body); err != nil {
@@ -61,11 +62,12 @@ func (s *Server) triggerV1(w http.ResponseWriter, r *http.Request, p auth.Princi
 			}
 		}
 	}
-	return s.trigger(w, r, p, in)
+	return s.trigger(w, r, p, in, received)
 }
 
 // triggerV2 starts a flow from a flat JSON object of attributes.
 func (s *Server) triggerV2(w http.ResponseWriter, r *http.Request, p auth.Principal) *Error {
+	received := time.Now()
 	var body map[string]any
 	if e := decodeJSON(r, &body); e != nil {
 		return e
@@ -90,7 +92,7 @@ func (s *Server) triggerV2(w http.ResponseWriter, r *http.Request, p auth.Princi
 			}
 		}
 	}
-	return s.trigger(w, r, p, in)
+	return s.trigger(w, r, p, in, received)
 }
 
 // scalar turns a JSON value into an attribute value. Nested objects and arrays are
@@ -126,7 +128,8 @@ func addAttr(attrs map[string]string, name, v string) *Error {
 	return nil
 }
 
-func (s *Server) trigger(w http.ResponseWriter, r *http.Request, p auth.Principal, in triggerInput) *Error {
+// trigger starts the run; the wait, if any, counts from received, when the request came.
+func (s *Server) trigger(w http.ResponseWriter, r *http.Request, p auth.Principal, in triggerInput, received time.Time) *Error {
 	ch := strings.ToLower(strings.TrimSpace(in.channel))
 	switch ch {
 	case "":
@@ -160,18 +163,30 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request, p auth.Principa
 	v, err := s.Engine.Trigger(r.Context(), engine.TriggerRequest{
 		BotID: p.BotID, CustomerID: p.CustomerID, FlowKey: r.PathValue("flowKey"), Channel: ch,
 		Phone: num.E164, Digits: num.Digits, Attrs: in.attrs, IdempotencyKey: idem, Wait: wait,
+		Received: received,
 	})
-	if errors.Is(err, engine.ErrFlowNotFound) {
+	switch {
+	case errors.Is(err, engine.ErrFlowNotFound):
 		return errorf(http.StatusNotFound, CodeNotFound, "FLOW_NOT_FOUND", "this bot has no flow with key %q", r.PathValue("flowKey"))
-	}
-	if err != nil {
+	case errors.Is(err, engine.ErrNotAccepted):
+		// Nothing was stored (the engine made sure of it), so sending the trigger again
+		// cannot start the flow twice.
+		w.Header().Set("Retry-After", "1")
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "UNAVAILABLE",
+			"the server is too busy with this account's runs to accept the trigger in time; nothing was started: send it again")
+	case errors.Is(err, engine.ErrStopping):
+		w.Header().Set("Retry-After", "1")
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "UNAVAILABLE", "the server is shutting down; nothing was started: send the trigger again")
+	case err != nil:
 		return s.failed(r, "trigger", err)
 	}
 	writeOK(w, v)
 	return nil
 }
 
-// waitParam reads ?wait=true (wait up to 30 s) or ?wait_ms=N (at most 60 s).
+// waitParam reads ?wait=true (wait up to 30 s) or ?wait_ms=N (at most 60 s). The wait
+// counts from the trigger's arrival: the answer comes by then whatever the load, with the
+// run as it then is (see engine.Trigger).
 func waitParam(q url.Values) (time.Duration, *Error) {
 	if ms := q.Get("wait_ms"); ms != "" {
 		n, err := strconv.Atoi(ms)

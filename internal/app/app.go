@@ -40,6 +40,9 @@ type Config struct {
 	Demo bool
 	// Workers is how many runs execute at once.
 	Workers int
+	// MaxRunning is how many runs of one customer execute at once, for accounts without
+	// their own max_running (0: Workers).
+	MaxRunning int
 	// Log receives the server's JSON logs.
 	Log *slog.Logger
 	// DemoOut receives the demo's instructions (stdout).
@@ -166,7 +169,7 @@ func (s *Server) init(ctx context.Context) error {
 		return err
 	}
 	channels := registry.New(s.st, registry.Options{})
-	s.eng = engine.New(s.st, engine.Config{Workers: s.cfg.Workers, Log: s.log.With("component", "engine"), Registry: reg,
+	s.eng = engine.New(s.st, engine.Config{Workers: s.cfg.Workers, MaxRunning: s.cfg.MaxRunning, Log: s.log.With("component", "engine"), Registry: reg,
 		Channels: channels, HTTP: s.steps})
 	s.bc = broadcast.New(broadcast.Config{Store: s.st, Channels: channels, Sends: s.eng, InstanceID: s.eng.InstanceID(), Max: s.cfg.BroadcastMax,
 		Log: s.log.With("component", "broadcast")})

@@ -119,6 +119,24 @@ func TestCommands(t *testing.T) {
 			if account["http_rate"] != float64(25) {
 				t.Fatalf("account set = %v", account)
 			}
+			// Each setting changes alone; 0 restores the server default.
+			for _, tc := range []struct {
+				args             []string
+				rate, maxRunning any
+			}{
+				{[]string{"--max-running", "3"}, float64(25), float64(3)},
+				{[]string{"--http-rate", "40"}, float64(40), float64(3)},
+				{[]string{"--max-running", "0"}, float64(40), nil},
+				{[]string{"--http-rate", "0", "--max-running", "7"}, nil, float64(7)},
+			} {
+				account = nil
+				run(t, &account, append([]string{"account", "set", "--db", db, "--customer", cid}, tc.args...)...)
+				if account["http_rate"] != tc.rate || account["max_running"] != tc.maxRunning {
+					t.Fatalf("account set %v = %v; want http_rate %v, max_running %v", tc.args, account, tc.rate, tc.maxRunning)
+				}
+			}
+			runFails(t, 2, "nothing to set", "account", "set", "--db", db, "--customer", cid)
+			runFails(t, 2, "--max-running", "account", "set", "--db", db, "--customer", cid, "--max-running", "-1")
 		})
 	}
 }

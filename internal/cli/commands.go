@@ -32,6 +32,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 	adminToken := fs.String("admin-token", "", "bearer token for /admin/v1; empty disables the admin API (env PARLEY_ADMIN_TOKEN)")
 	demo := fs.Bool("demo", false, "seed a demo customer, bot, API key and flow, and print a curl that triggers it")
 	workers := fs.Int("workers", 0, "runs executed at once (default 64; env PARLEY_WORKERS)")
+	maxRunning := fs.Int("max-running", 0, "runs of one customer executed at once, for accounts without their own max_running (default: --workers; env PARLEY_MAX_RUNNING)")
 	logLevel := fs.String("log-level", envOr(env, "PARLEY_LOG_LEVEL", "info"), "debug, info, warn or error (env PARLEY_LOG_LEVEL)")
 	metricsAddr := fs.String("metrics-addr", envOr(env, "PARLEY_METRICS_ADDR", ""),
 		"serve /metrics on this address instead of --addr (env PARLEY_METRICS_ADDR)")
@@ -74,12 +75,24 @@ func serve(ctx context.Context, env Env, args []string) error {
 			*workers = n
 		}
 	}
+	if *maxRunning == 0 {
+		if v := env.Getenv("PARLEY_MAX_RUNNING"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return usageError{"PARLEY_MAX_RUNNING must be a positive number"}
+			}
+			*maxRunning = n
+		}
+	}
+	if *maxRunning < 0 {
+		return usageError{"--max-running must be a positive number"}
+	}
 	log, err := newLogger(env.Stderr, *logLevel)
 	if err != nil {
 		return err
 	}
 	app.TuneGC()
-	srv, err := app.Open(ctx, app.Config{Addr: *addr, DB: *db, AdminToken: *adminToken, Demo: *demo, Workers: *workers,
+	srv, err := app.Open(ctx, app.Config{Addr: *addr, DB: *db, AdminToken: *adminToken, Demo: *demo, Workers: *workers, MaxRunning: *maxRunning,
 		Log: log, DemoOut: env.Stdout, HTTPRate: httpRate, HTTPAllow: httpAllow, SMTPURL: smtpValue(*smtpURL, env),
 		MetricsAddr: *metricsAddr, BroadcastMax: *broadcastMax, SecretKey: keys})
 	if err != nil {
@@ -323,26 +336,45 @@ func accountCmd(ctx context.Context, env Env, args []string) error {
 	db := dbFlag(fs, env)
 	customer := fs.Int64("customer", 0, "customer id")
 	rate := fs.Int("http-rate", 0, "HTTP-step calls per minute for this account (0: the server default)")
+	maxRunning := fs.Int("max-running", 0, "runs of this account executing at once on each instance (0: the server default, --max-running of serve)")
 	if err := parse(fs, rest); err != nil {
 		return err
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	if *customer <= 0 {
 		return usageError{"--customer (a customer id) is required"}
 	}
 	if *rate < 0 {
 		return usageError{"--http-rate must be 0 or more"}
 	}
+	if *maxRunning < 0 || *maxRunning > store.MaxMaxRunning {
+		return usageError{fmt.Sprintf("--max-running must be from 0 to %d", store.MaxMaxRunning)}
+	}
+	if !given["http-rate"] && !given["max-running"] {
+		return usageError{"nothing to set: give --http-rate or --max-running (0 restores the server default)"}
+	}
 	st, err := openDB(ctx, env, *db)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	var r *int
-	if *rate > 0 {
-		r = rate
+	orDefault := func(n *int) *int {
+		if *n > 0 {
+			return n
+		}
+		return nil
 	}
-	if err := st.SetCustomerHTTPRate(ctx, *customer, r); err != nil {
-		return err
+	// Only the settings given change; the others keep their values.
+	if given["http-rate"] {
+		if err := st.SetCustomerHTTPRate(ctx, *customer, orDefault(rate)); err != nil {
+			return err
+		}
+	}
+	if given["max-running"] {
+		if err := st.SetCustomerMaxRunning(ctx, *customer, orDefault(maxRunning)); err != nil {
+			return err
+		}
 	}
 	c, err := st.Customer(ctx, *customer)
 	if err != nil {

@@ -158,6 +158,9 @@ func TestServeHTTPFlags(t *testing.T) {
 		{nil, map[string]string{"PARLEY_HTTP_ALLOW": "10.0.0.0/8, bad host!"}, 2, "--http-allow"},
 		{[]string{"--smtp-url", "ftp://mail.example.com"}, nil, 1, "--smtp-url"},
 		{nil, map[string]string{"PARLEY_SMTP_URL": "smtp://user:hunter2@mail.example.com?bogus=1"}, 1, "--smtp-url"},
+		// Not an http-step setting, but refused the same way.
+		{[]string{"--max-running", "-2"}, nil, 2, "--max-running"},
+		{nil, map[string]string{"PARLEY_MAX_RUNNING": "lots"}, 2, "PARLEY_MAX_RUNNING"},
 	} {
 		var stdout, stderr bytes.Buffer
 		args := append([]string{"serve", "--db", db, "--addr", "127.0.0.1:0"}, tc.args...)

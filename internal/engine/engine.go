@@ -5,8 +5,10 @@
 // The runs table is the durable queue. Accepting a trigger commits the user and the run
 // (owned by this instance) and hands the run to an in-process worker, which executes nodes
 // in memory and commits at the points that matter: before an external effect that must
-// not repeat, after it, and when the run parks or ends. Commits from all workers go
-// through a group-commit batcher. Each instance heartbeats; runs owned by an instance
+// not repeat, after it, and when the run parks or ends. Workers take runs from
+// per-customer queues in turn, and a run waiting on the outside world (an HTTP call, a
+// provider send and its pacing) waits off the workers (see sched.go and outside.go).
+// Commits from all workers go through a group-commit batcher. Each instance heartbeats; runs owned by an instance
 // whose heartbeat stopped are claimed by the others (or by the same server after a
 // restart), and parked runs whose wake-up time came are claimed by whoever sweeps first.
 //
@@ -37,6 +39,20 @@ type Config struct {
 	InstanceID string
 	// Workers is how many runs execute at once (default 64).
 	Workers int
+	// MaxRunning is how many runs of one customer execute at once, for customers whose
+	// account does not say (max_running); default (and at most): Workers. Workers serve
+	// customers in turn whatever the cap (see sched.go).
+	MaxRunning int
+	// MaxCalls bounds one customer's outside calls in flight: HTTP steps, provider sends
+	// with their pacing waits, capability checks (default 64). They hold no worker.
+	MaxCalls int
+	// AcceptTimeout bounds how long Trigger waits for a run to be stored when the
+	// trigger does not wait for the run to end (default 10 s); one that does is bounded
+	// by its own wait (see Trigger).
+	AcceptTimeout time.Duration
+	// Limits reads a customer's own cap on runs executing at once (nil: none); it is
+	// read at most once a second per customer. Default: the store's max_running.
+	Limits func(ctx context.Context, customerID int64) (*int, error)
 	// Heartbeat is how often the instance reports it is alive (default 2 s).
 	Heartbeat time.Duration
 	// Liveness is how long after its last heartbeat an instance is presumed dead and its
@@ -82,7 +98,8 @@ type Engine struct {
 	flows *flowCache
 	m     *metrics
 
-	work    chan *run
+	sched   *scheduler
+	caps    *capCache
 	started time.Time
 
 	waitMu  sync.Mutex
@@ -105,6 +122,24 @@ func New(st *store.Store, cfg Config) *Engine {
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 64
+	}
+	if cfg.MaxRunning <= 0 || cfg.MaxRunning > cfg.Workers {
+		cfg.MaxRunning = cfg.Workers
+	}
+	if cfg.MaxCalls <= 0 {
+		cfg.MaxCalls = 64
+	}
+	if cfg.AcceptTimeout <= 0 {
+		cfg.AcceptTimeout = 10 * time.Second
+	}
+	if cfg.Limits == nil {
+		cfg.Limits = func(ctx context.Context, customerID int64) (*int, error) {
+			c, err := st.Customer(ctx, customerID)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, nil
+			}
+			return c.MaxRunning, err
+		}
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
@@ -130,13 +165,18 @@ func New(st *store.Store, cfg Config) *Engine {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
+	m := newMetrics(cfg.Registry)
 	return &Engine{
-		st:      st,
-		cfg:     cfg,
-		log:     cfg.Log,
-		flows:   newFlowCache(st),
-		m:       newMetrics(cfg.Registry),
-		work:    make(chan *run, 1<<16),
+		st:    st,
+		cfg:   cfg,
+		log:   cfg.Log,
+		flows: newFlowCache(st),
+		m:     m,
+		sched: newScheduler(cfg.MaxRunning, cfg.MaxCalls, func(ready, outside int) {
+			m.queued.Set(float64(ready))
+			m.outside.Set(float64(outside))
+		}),
+		caps:    newCapCache(cfg.Limits, time.Second),
 		waiters: map[string][]chan RunView{},
 		crashed: make(chan struct{}),
 	}
@@ -164,8 +204,10 @@ func (e *Engine) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop finishes the runs in hand (each up to its next commit point) and the one-off sends
-// in progress, releases the rest to other instances and deregisters. Nothing accepted is lost: unfinished runs stay in the
+// Stop finishes the runs in hand (each up to its next commit point; outside calls in
+// flight are waited for, and no new one starts: a run about to make one is stored as it
+// is and released) and the one-off sends in progress, releases the rest to other
+// instances and deregisters. Nothing accepted is lost: unfinished runs stay in the
 // database and are resumed by whoever claims them.
 func (e *Engine) Stop(ctx context.Context) error {
 	var err error
@@ -177,7 +219,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 		e.loops.Wait()
 		e.workMu.Lock()
 		e.stopping = true
-		close(e.work)
+		e.sched.close()
 		e.workMu.Unlock()
 		done := make(chan struct{})
 		go func() { e.workers.Wait(); e.sending.Wait(); close(done) }()
@@ -271,7 +313,7 @@ func (e *Engine) startClaimed(ctx context.Context, ids []string) {
 		r, err := e.loadRun(ctx, id)
 		switch {
 		case err == nil:
-			e.enqueue(r) // false when stopping: Stop releases the run
+			e.enqueue(ctx, r) // false when stopping: Stop releases the run
 		case errors.Is(err, errUnrunnable):
 			e.log.Error("claimed run cannot run", "run", id, "err", err)
 			reason := "the stored run cannot be executed: " + err.Error()
@@ -298,30 +340,33 @@ func (e *Engine) release(runID string) error {
 	return err
 }
 
-// enqueue hands r to the workers; false when the engine is stopping (a stored run then
-// stays in the database, and Stop releases it for the next owner).
-func (e *Engine) enqueue(r *run) bool {
-	e.workMu.RLock()
-	defer e.workMu.RUnlock()
-	if e.stopping {
-		return false
-	}
-	e.m.queued.Inc()
-	e.work <- r
-	return true
+// enqueue hands r to the workers, under its customer's cap; false when the engine is
+// stopping (a stored run then stays in the database, and Stop releases it for the next
+// owner). It never blocks on the workers.
+func (e *Engine) enqueue(ctx context.Context, r *run) bool {
+	return e.sched.add(r, e.caps.maxRunning(ctx, r.customerID, e.cfg.MaxRunning, e.log))
 }
 
 func (e *Engine) worker() {
 	defer e.workers.Done()
-	for r := range e.work {
-		e.m.queued.Dec()
-		select {
-		case <-e.crashed:
-			e.accepted(r, errAborted) // a crashed engine does nothing more
-			continue
-		default:
+	for {
+		r, ok := e.sched.next()
+		if !ok {
+			return
 		}
-		e.execute(r)
+		switch {
+		case e.isCrashed():
+			e.accepted(r, errAborted) // a crashed engine does nothing more
+			e.dropSlot(r)
+			e.sched.finish(r, true)
+		case !r.inserted && r.abandoned():
+			e.dropSlot(r) // its trigger stopped waiting: it must never be stored
+			e.sched.finish(r, true)
+		default:
+			// After detached the run is no longer this worker's: finish reads only its
+			// customer, which never changes.
+			e.sched.finish(r, e.execute(r) != detached)
+		}
 	}
 }
 
@@ -360,10 +405,12 @@ func (e *Engine) unsubscribe(runID string, ch chan RunView) {
 }
 
 type metrics struct {
-	started  prometheus.Counter
-	finished *prometheus.CounterVec
-	queued   prometheus.Gauge
-	steps    *prometheus.CounterVec
+	started     prometheus.Counter
+	finished    *prometheus.CounterVec
+	queued      prometheus.Gauge
+	outside     prometheus.Gauge
+	notAccepted prometheus.Counter
+	steps       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -373,9 +420,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Runs that ended, by status."}, []string{"status"}),
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{Name: "parley_runs_in_memory_queue",
 			Help: "Runs handed to this instance's workers and not yet picked up."}),
+		outside: prometheus.NewGauge(prometheus.GaugeOpts{Name: "parley_runs_outside",
+			Help: "Runs waiting on an outside call (HTTP step, provider send, pacing) or for a call slot, holding no worker."}),
+		notAccepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_triggers_not_accepted_total",
+			Help: "Triggers given up before their run was stored (too busy, or the client left): nothing started."}),
 		steps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_run_steps_total",
 			Help: "Nodes executed, by node type."}, []string{"type"}),
 	}
-	reg.MustRegister(m.started, m.finished, m.queued, m.steps)
+	reg.MustRegister(m.started, m.finished, m.queued, m.outside, m.notAccepted, m.steps)
 	return m
 }

@@ -45,29 +45,45 @@ func storableResult(res HTTPResult) HTTPResult {
 	return res
 }
 
+// httpStep makes an http node's call off the workers (see outside.go): the first visit
+// takes a call slot, commits the call as pending (a POST: a crash during it must not
+// lead to a second call) or the run's acceptance (unless the call may come before it),
+// and hands the call over; the second visit takes the answer and goes on.
 func (e *Engine) httpStep(ctx context.Context, r *run, f *compiledFlow, n *flow.HTTPNode, lookup flow.Lookup) outcome {
 	now := time.Now()
 	var res HTTPResult
 	p := r.st.Pending
-	switch {
-	case e.cfg.HTTP == nil:
-		res = HTTPResult{Failed: true, Error: "HTTP steps are not enabled on this server"}
-	case p != nil && p.Kind == effectHTTP && p.Step == r.st.Step && !idempotentMethod(n.Method):
-		res = HTTPResult{Failed: true, Error: fmt.Sprintf("interrupted by a restart; the %s may have reached the server and is not repeated", n.Method)}
-	default:
-		if !idempotentMethod(n.Method) {
-			// Record the call as started, so a crash during it is not followed by a second call.
-			r.st.Pending = &pendingEffect{Kind: effectHTTP, Node: n.ID, Step: r.st.Step}
-			if err := e.commit(ctx, r, true); err != nil {
-				return e.commitFailed(r, err)
+	if a := r.takeAnswer(callHTTP, n.ID); a != nil {
+		res = a.http
+	} else {
+		switch {
+		case e.cfg.HTTP == nil:
+			res = HTTPResult{Failed: true, Error: "HTTP steps are not enabled on this server"}
+		case p != nil && p.Kind == effectHTTP && p.Step == r.st.Step && !idempotentMethod(n.Method):
+			res = HTTPResult{Failed: true, Error: fmt.Sprintf("interrupted by a restart; the %s may have reached the server and is not repeated", n.Method)}
+		default:
+			if out, ok := e.takeSlot(ctx, r); !ok {
+				return out
 			}
-		} else if !r.mayCallBeforeAccept(time.Duration(n.Timeout()) * time.Second) {
-			if err := e.ensureAccepted(ctx, r); err != nil {
-				return e.commitFailed(r, err)
+			if !idempotentMethod(n.Method) {
+				// Record the call as started, so a crash during it is not followed by a second call.
+				r.st.Pending = &pendingEffect{Kind: effectHTTP, Node: n.ID, Step: r.st.Step}
+				if err := e.commit(ctx, r, true); err != nil {
+					return e.commitFailed(r, err)
+				}
+			} else if !r.mayCallBeforeAccept(time.Duration(n.Timeout()) * time.Second) {
+				if err := e.ensureAccepted(ctx, r); err != nil {
+					return e.commitFailed(r, err)
+				}
 			}
+			call := HTTPCall{CustomerID: r.customerID, BotID: r.rec.BotID, FlowID: f.id, FlowKey: f.key,
+				RunID: r.rec.ID, Node: n, Lookup: lookup}
+			caller := e.cfg.HTTP
+			e.callOutside(r, callHTTP, n.ID, 0, func(ctx context.Context) answer {
+				return answer{http: storableResult(caller.Call(ctx, call))}
+			})
+			return detached
 		}
-		res = storableResult(e.cfg.HTTP.Call(ctx, HTTPCall{CustomerID: r.customerID, BotID: r.rec.BotID, FlowID: f.id, FlowKey: f.key,
-			RunID: r.rec.ID, Node: n, Lookup: lookup}))
 	}
 	r.st.Pending = nil
 	if r.st.Results == nil {

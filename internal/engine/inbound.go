@@ -174,7 +174,7 @@ func (e *Engine) resume(ctx context.Context, u store.User, reply string) (string
 			return rec.ID, nil
 		}
 		r.customerID = bot.CustomerID
-		if !e.enqueue(r) {
+		if !e.enqueue(ctx, r) {
 			_ = e.release(rec.ID) // shutting down: the next instance resumes it
 		}
 		return rec.ID, nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/parleyhq/parley/internal/flow"
@@ -96,11 +97,47 @@ type run struct {
 	nodeType string
 
 	// inserted is false until a triggered run's first commit stores it; accept holds
-	// what that commit must also do, and accepted hears how it went.
-	inserted bool
-	accept   *acceptance
-	accepted chan acceptOutcome
+	// what that commit must also do, and accepted hears how it went. acceptState settles
+	// the race between that commit and a trigger that stops waiting for it, at acceptBy
+	// (no first commit starts later).
+	inserted    bool
+	accept      *acceptance
+	accepted    chan acceptOutcome
+	acceptState atomic.Int32
+	acceptBy    time.Time
+
+	// stepsRun counts the nodes executed since the run came into memory (MaxSteps).
+	stepsRun int
+	// slot is set while the run holds one of its customer's call slots; answer is what
+	// its last outside call brought back, until the node that made it reads it.
+	slot   bool
+	answer *answer
 }
+
+// States of a trigger's acceptance (run.acceptState).
+const (
+	acceptPending    = iota
+	acceptCommitting // the first commit is under way: its outcome will be reported
+	acceptAbandoned  // the trigger gave up: the run must never be stored
+)
+
+// beginAccept reports whether the run's first commit may go ahead: false when its
+// trigger gave up waiting or is about to (its deadline passed: a commit started now would
+// hold its answer past the cap), and then it never will.
+func (r *run) beginAccept() bool {
+	if !r.acceptBy.IsZero() && time.Now().After(r.acceptBy) {
+		r.abandon()
+	}
+	return r.acceptState.CompareAndSwap(acceptPending, acceptCommitting) || r.acceptState.Load() == acceptCommitting
+}
+
+// abandon is the trigger's side: true when the run will never be stored; false when its
+// first commit is under way, whose outcome the trigger then hears.
+func (r *run) abandon() bool {
+	return r.acceptState.CompareAndSwap(acceptPending, acceptAbandoned) || r.acceptState.Load() == acceptAbandoned
+}
+
+func (r *run) abandoned() bool { return r.acceptState.Load() == acceptAbandoned }
 
 // setAttr sets an attribute for this run and its next commit. Values come from the
 // user's replies, http responses and templates: they are made storable and cut to the
@@ -166,55 +203,66 @@ const (
 	proceed outcome = iota // r.rec.Node is the next node to run
 	settled                // the run parked or ended, and that is committed
 	aborted                // stop without writing: ownership lost or a simulated crash
+	// detached: the run left the worker to wait for a call slot or an outside call, and
+	// comes back to the same node when it has it. Whoever returns it lets go of the run.
+	detached
 )
 
 var (
-	errFenced  = errors.New("run taken over by another instance")
-	errAborted = errors.New("the run stopped before it was stored")
+	errFenced    = errors.New("run taken over by another instance")
+	errAborted   = errors.New("the run stopped before it was stored")
+	errAbandoned = errors.New("the trigger stopped waiting before the run was stored")
 )
 
-// execute runs r until it parks, ends, or this instance loses it.
-func (e *Engine) execute(r *run) {
+// execute runs r until it parks, ends, leaves the worker for an outside call, or this
+// instance loses it. Unless the outcome is detached, the run leaves memory.
+func (e *Engine) execute(r *run) (out outcome) {
 	ctx := context.Background()
 	defer func() {
 		if p := recover(); p != nil {
 			e.log.Error("run panicked", "run", r.rec.ID, "node", r.rec.Node, "panic", p)
 			e.fail(ctx, r, "internal error while running node "+r.rec.Node)
+			out = settled
 		}
-		if !r.inserted {
+		if out == detached {
+			return // the run is no longer this worker's to touch
+		}
+		e.dropSlot(r)
+		if !r.inserted && !r.abandoned() {
 			e.accepted(r, errAborted) // a trigger must not wait for a run that was never stored
 		}
 	}()
-	budget := e.cfg.MaxSteps
 	for {
 		f, err := e.flows.version(ctx, r.rec.FlowID, r.rec.FlowVersion)
 		if err != nil {
 			e.log.Error("load flow", "run", r.rec.ID, "err", err)
 			e.fail(ctx, r, "the flow could not be loaded")
-			return
+			return settled
 		}
 		r.flowKey = f.key
 		if r.rec.Node == "" {
 			e.complete(ctx, r)
-			return
+			return settled
 		}
 		node, ok := f.f.Node(r.rec.Node)
 		if !ok {
 			e.fail(ctx, r, fmt.Sprintf("node %q does not exist in flow %s version %d", r.rec.Node, f.key, f.version))
-			return
+			return settled
 		}
-		if budget--; budget < 0 {
-			e.fail(ctx, r, fmt.Sprintf("more than %d steps without waiting for the user (a jump loop?)", e.cfg.MaxSteps))
-			return
+		if r.answer == nil && !r.slot { // a node visited again after its call is not a new step
+			if r.stepsRun++; r.stepsRun > e.cfg.MaxSteps {
+				e.fail(ctx, r, fmt.Sprintf("more than %d steps without waiting for the user (a jump loop?)", e.cfg.MaxSteps))
+				return settled
+			}
+			r.nodeType = node.NodeType()
+			e.m.steps.WithLabelValues(r.nodeType).Inc()
 		}
-		r.nodeType = node.NodeType()
-		e.m.steps.WithLabelValues(r.nodeType).Inc()
-		switch e.step(ctx, r, f, node) {
-		case settled, aborted:
-			return
+		switch out := e.step(ctx, r, f, node); out {
+		case settled, aborted, detached:
+			return out
 		}
 		if e.crashHook(r) {
-			return
+			return aborted
 		}
 	}
 }
@@ -432,6 +480,9 @@ func (e *Engine) commit(ctx context.Context, r *run, running bool) error {
 		clear = append(clear, k)
 	}
 	first := !r.inserted
+	if first && !r.beginAccept() {
+		return errAbandoned // nobody waits for it, and its trigger answered that nothing started
+	}
 	err = e.batch.Do(ctx, func(ctx context.Context, tx store.Tx) error {
 		if first {
 			// A triggered run is stored together with its user at its first commit point,

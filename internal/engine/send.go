@@ -140,54 +140,88 @@ func (e *Engine) sendContent(ctx context.Context, r *run, nodeID string, c msg.C
 // sendExternal sends through a provider. The message is stored as pending and committed
 // before the call, so a crash can never lead to sending it twice: a send interrupted
 // without an answer is retried only when the provider drops duplicates.
+//
+// The provider's calls (the capability check, the send with its wait for a pacing slot)
+// are made off the workers (see outside.go): each takes a call slot first, and the node
+// is visited again with the answer.
 func (e *Engine) sendExternal(ctx context.Context, r *run, sender channel.Sender, nodeID string, c msg.Content, m store.Message, key string) (outcome, bool) {
 	now := time.Now()
 	step := *m.Step
+	if a := r.takeAnswer(callSend, nodeID); a != nil {
+		if a.err != nil {
+			return e.sendFailed(ctx, r, nodeID, now, channel.AsError(a.err), a.attempt, true)
+		}
+		r.st.Pending = nil
+		status := a.sent.Status
+		if status == "" {
+			status = store.MsgSent
+		}
+		r.ops = append(r.ops, e.setOutcome(r.rec.ID, step, status, &a.sent.ProviderMessageID, ""))
+		return proceed, true
+	}
 	prevAttempt := 0
 	if w := r.st.Wait; w != nil && w.Kind == waitRetry {
 		prevAttempt = w.Attempt
 	}
-	r.st.Wait = nil
+	// A capability check's answer stays in memory until the send's slot is taken.
+	probed := r.answer
+	if probed != nil && (probed.kind != callProbe || probed.node != nodeID || probed.step != step) {
+		probed = nil
+	}
+	if probed != nil {
+		prevAttempt = probed.attempt
+	}
 	p := r.st.Pending
+	resend := p != nil && p.Kind == effectMessage && p.Step == step
+	if resend && prevAttempt == 0 && !dropsDuplicates(sender) {
+		// Picked up after a crash with the send in flight: it may have gone out.
+		r.st.Wait, r.st.Pending = nil, nil
+		r.ops = append(r.ops, e.setOutcome(r.rec.ID, step, store.MsgFailed, nil,
+			"interrupted by a restart before the provider answered; not sent again to avoid a duplicate"))
+		return proceed, true
+	}
+	prober, probes := sender.(channel.Prober)
+	if probed != nil && probed.err != nil {
+		r.answer, r.st.Wait = nil, nil
+		return e.sendFailed(ctx, r, nodeID, now, channel.AsError(probed.err), prevAttempt, false)
+	}
+	if probed != nil && !probed.reachable {
+		r.answer, r.st.Wait = nil, nil
+		return e.failStep(ctx, r, now, fmt.Sprintf("user %s is not reachable on %s (capability check)", r.recipient().Phone, r.rec.Channel)), false
+	}
+	// Every way on from here calls the provider: a call slot first, before anything of
+	// the run changes (a run that waits for one comes back here as it was).
+	if out, ok := e.takeSlot(ctx, r); !ok {
+		return out, false
+	}
+	if probed != nil {
+		r.answer, r.st.Probed = nil, true
+	}
+	r.st.Wait = nil
+	to := r.recipient()
 	switch {
-	case p == nil || p.Kind != effectMessage || p.Step != step:
-		if prober, ok := sender.(channel.Prober); ok && !r.st.Probed {
-			if err := e.ensureAccepted(ctx, r); err != nil {
-				return e.commitFailed(r, err), false
-			}
-			reachable, err := prober.Reachable(ctx, r.recipient())
-			if err != nil {
-				return e.sendFailed(ctx, r, nodeID, now, channel.AsError(err), prevAttempt, false)
-			}
-			if !reachable {
-				return e.failStep(ctx, r, now, fmt.Sprintf("user %s is not reachable on %s (capability check)", r.recipient().Phone, r.rec.Channel)), false
-			}
-			r.st.Probed = true
+	case !resend && probes && !r.st.Probed:
+		if err := e.ensureAccepted(ctx, r); err != nil {
+			return e.commitFailed(r, err), false
 		}
+		e.callOutside(r, callProbe, nodeID, prevAttempt, func(ctx context.Context) answer {
+			ok, err := prober.Reachable(ctx, to)
+			return answer{reachable: ok, err: err}
+		})
+		return detached, false
+	case !resend:
 		m.Status = store.MsgPending
 		r.ops = append(r.ops, e.insertMessage(r, m))
 		r.st.Pending = &pendingEffect{Kind: effectMessage, Node: nodeID, Step: step}
 		if err := e.commit(ctx, r, true); err != nil {
 			return e.commitFailed(r, err), false
 		}
-	case prevAttempt == 0 && !dropsDuplicates(sender):
-		// Picked up after a crash with the send in flight: it may have gone out.
-		r.st.Pending = nil
-		r.ops = append(r.ops, e.setOutcome(r.rec.ID, step, store.MsgFailed, nil,
-			"interrupted by a restart before the provider answered; not sent again to avoid a duplicate"))
-		return proceed, true
 	}
-	sent, err := sender.Send(ctx, r.recipient(), c, key)
-	if err != nil {
-		return e.sendFailed(ctx, r, nodeID, now, channel.AsError(err), prevAttempt, true)
-	}
-	r.st.Pending = nil
-	status := sent.Status
-	if status == "" {
-		status = store.MsgSent
-	}
-	r.ops = append(r.ops, e.setOutcome(r.rec.ID, step, status, &sent.ProviderMessageID, ""))
-	return proceed, true
+	e.callOutside(r, callSend, nodeID, prevAttempt, func(ctx context.Context) answer {
+		sent, err := sender.Send(ctx, to, c, key)
+		return answer{sent: sent, err: err}
+	})
+	return detached, false
 }
 
 // insertMessage stores m for r. The user id is read when the commit runs: a new user's

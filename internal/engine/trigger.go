@@ -31,6 +31,9 @@ type TriggerRequest struct {
 	IdempotencyKey string
 	// Wait, when positive, returns once the run completes, fails or parks, or after Wait.
 	Wait time.Duration
+	// Received is when the request arrived, from which Wait and the acceptance bound
+	// count (zero: when Trigger is called).
+	Received time.Time
 }
 
 // acceptance is what a triggered run's first commit does besides storing the run.
@@ -97,7 +100,18 @@ func (e *Engine) accepted(r *run, err error) {
 // Trigger creates or updates the user and starts the flow for them. When it returns
 // without error the run is durable; a run that needs no external call (a sandbox message,
 // decisions, attributes) has usually finished by then, in the same single commit.
+//
+// Trigger never waits longer than its cap: req.Wait when it is set (but at least
+// MinAcceptWait), Config.AcceptTimeout when not, counted from req.Received; or until ctx
+// ends. A run not stored by then never will be: Trigger returns ErrNotAccepted (or ctx's
+// error) and nothing was started. (A run whose first commit is under way at that moment
+// is waited for: its outcome comes with that one transaction.) With req.Wait, the run is
+// returned once it settles, or as it is when the cap passes.
 func (e *Engine) Trigger(ctx context.Context, req TriggerRequest) (RunView, error) {
+	arrival := req.Received
+	if arrival.IsZero() {
+		arrival = time.Now()
+	}
 	cf, err := e.flows.current(ctx, req.BotID, req.FlowKey)
 	if err != nil {
 		return RunView{}, err
@@ -137,11 +151,19 @@ func (e *Engine) Trigger(ctx context.Context, req TriggerRequest) (RunView, erro
 		settledCh = e.subscribe(r.rec.ID)
 		defer e.unsubscribe(r.rec.ID, settledCh)
 	}
-	acceptedCh := r.accepted
-	if !e.enqueue(r) {
+	r.acceptBy = arrival.Add(e.cfg.AcceptTimeout)
+	if req.Wait > 0 {
+		r.acceptBy = arrival.Add(max(req.Wait, MinAcceptWait))
+	}
+	acceptedCh, acceptBy := r.accepted, r.acceptBy
+	if !e.enqueue(ctx, r) {
 		return RunView{}, ErrStopping
 	}
-	out := <-acceptedCh
+	out, err := e.awaitAcceptance(ctx, r, acceptedCh, acceptBy)
+	if err != nil {
+		return RunView{}, err
+	}
+	until := arrival.Add(req.Wait)
 	switch {
 	case out.err != nil:
 		return RunView{}, fmt.Errorf("accept trigger: %w", out.err)
@@ -150,15 +172,45 @@ func (e *Engine) Trigger(ctx context.Context, req TriggerRequest) (RunView, erro
 		if err != nil {
 			return RunView{}, err
 		}
-		v.Duplicate = true
 		if req.Wait > 0 && !v.settled() {
-			return e.Wait(ctx, req.BotID, out.duplicate, req.Wait)
+			v, err = e.waitUntil(ctx, req.BotID, out.duplicate, until)
 		}
-		return v, nil
+		v.Duplicate = true
+		return v, err
 	case settledCh == nil || out.view.settled():
 		return out.view, nil
 	}
-	return e.await(ctx, req.BotID, r.rec.ID, settledCh, req.Wait)
+	return e.await(ctx, req.BotID, r.rec.ID, settledCh, until, out.view)
+}
+
+// MinAcceptWait is the least time a waiting trigger is given to be accepted, however
+// short its wait: below it, ordinary load would turn short waits into refusals.
+const MinAcceptWait = time.Second
+
+// ErrNotAccepted is returned by Trigger when the run could not be stored in time (the
+// server is too busy with that customer's runs): nothing was started, and the trigger
+// may be sent again.
+var ErrNotAccepted = errors.New("the trigger was not accepted in time; nothing was started")
+
+// awaitAcceptance waits for the outcome of r's first commit until the deadline or the
+// end of ctx; then it gives the run up, unless its commit is already under way.
+func (e *Engine) awaitAcceptance(ctx context.Context, r *run, acceptedCh chan acceptOutcome, deadline time.Time) (acceptOutcome, error) {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	var giveUp error
+	select {
+	case out := <-acceptedCh:
+		return out, nil
+	case <-timer.C:
+		giveUp = ErrNotAccepted
+	case <-ctx.Done():
+		giveUp = ctx.Err()
+	}
+	if r.abandon() {
+		e.m.notAccepted.Inc()
+		return acceptOutcome{}, giveUp
+	}
+	return <-acceptedCh, nil // the run is being stored: one transaction away
 }
 
 // ErrStopping is returned for work offered to an engine that is shutting down.
@@ -166,19 +218,30 @@ var ErrStopping = errors.New("the server is shutting down")
 
 // Wait returns the run once it completes, fails or parks, or its state after timeout.
 func (e *Engine) Wait(ctx context.Context, botID int64, runID string, timeout time.Duration) (RunView, error) {
+	return e.waitUntil(ctx, botID, runID, time.Now().Add(timeout))
+}
+
+func (e *Engine) waitUntil(ctx context.Context, botID int64, runID string, until time.Time) (RunView, error) {
 	ch := e.subscribe(runID)
 	defer e.unsubscribe(runID, ch)
 	v, err := e.View(ctx, botID, runID)
 	if err != nil || v.settled() {
 		return v, err
 	}
-	return e.await(ctx, botID, runID, ch, timeout)
+	return e.await(ctx, botID, runID, ch, until, v)
 }
 
-// await waits for this instance's notification; a run that moved to another instance
-// is noticed by polling the database now and then. The caller unsubscribes.
-func (e *Engine) await(ctx context.Context, botID int64, runID string, ch chan RunView, timeout time.Duration) (RunView, error) {
-	deadline := time.NewTimer(timeout)
+// finalReadTimeout bounds the read of a run's state when a wait runs out, so that the
+// answer is not held up past its deadline by a slow database: the state last known is
+// returned instead.
+const finalReadTimeout = 100 * time.Millisecond
+
+// await waits until the deadline for this instance's notification; a run that moved to
+// another instance is noticed by polling the database now and then. At the deadline it
+// returns the run as it then is (or, if the database does not answer at once, as it was
+// last seen: last). The caller unsubscribes.
+func (e *Engine) await(ctx context.Context, botID int64, runID string, ch chan RunView, until time.Time, last RunView) (RunView, error) {
+	deadline := time.NewTimer(time.Until(until))
 	defer deadline.Stop()
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
@@ -187,14 +250,51 @@ func (e *Engine) await(ctx context.Context, botID int64, runID string, ch chan R
 		case v := <-ch:
 			return v, nil
 		case <-poll.C:
-			if v, err := e.View(ctx, botID, runID); err != nil || v.settled() {
-				return v, err
+			v, err := e.viewWithin(ctx, botID, runID, time.Until(until))
+			if err == nil {
+				if last = v; v.settled() {
+					return v, nil
+				}
 			}
 		case <-deadline.C:
-			return e.View(ctx, botID, runID)
+			if v, err := e.viewWithin(ctx, botID, runID, finalReadTimeout); err == nil {
+				return v, nil
+			}
+			if ctx.Err() != nil {
+				return RunView{}, ctx.Err()
+			}
+			return last, nil
 		case <-ctx.Done():
 			return RunView{}, ctx.Err()
 		}
+	}
+}
+
+// viewWithin reads the run, giving up after d whether or not the database honours the
+// context by then (a busy SQLite reader may not, at once): a wait's answer must not
+// outlive its cap. A read given up finishes in the background.
+func (e *Engine) viewWithin(ctx context.Context, botID int64, runID string, d time.Duration) (RunView, error) {
+	if d <= 0 {
+		return RunView{}, context.DeadlineExceeded
+	}
+	type result struct {
+		v   RunView
+		err error
+	}
+	done := make(chan result, 1)
+	rctx, cancel := context.WithTimeout(ctx, d)
+	go func() {
+		defer cancel()
+		v, err := e.View(rctx, botID, runID)
+		done <- result{v, err}
+	}()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-timer.C:
+		return RunView{}, context.DeadlineExceeded
 	}
 }
 

@@ -9,10 +9,13 @@ import (
 
 // Customer is an account that owns bots.
 type Customer struct {
-	ID        int64     `json:"customer_id"`
-	Name      string    `json:"name"`
-	HTTPRate  *int      `json:"http_rate,omitempty"` // HTTP-step calls per minute; nil = server default
-	CreatedAt time.Time `json:"created_at"`
+	ID       int64  `json:"customer_id"`
+	Name     string `json:"name"`
+	HTTPRate *int   `json:"http_rate,omitempty"` // HTTP-step calls per minute; nil = server default
+	// MaxRunning caps the customer's runs executing at once on each instance; nil = the
+	// server's default (--max-running).
+	MaxRunning *int      `json:"max_running,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
 }
 
 // Bot belongs to a customer and is addressed by its key.
@@ -79,18 +82,22 @@ func (s *Store) CreateCustomer(ctx context.Context, name string) (Customer, erro
 	return Customer{ID: id, Name: name, CreatedAt: msTime(now)}, nil
 }
 
-const customerCols = `id, name, http_rate, created_at`
+const customerCols = `id, name, http_rate, max_running, created_at`
 
 func scanCustomer(r Row) (Customer, error) {
 	var c Customer
-	var rate *int64
+	var rate, maxRunning *int64
 	var created int64
-	if err := r.Scan(&c.ID, &c.Name, &rate, &created); err != nil {
+	if err := r.Scan(&c.ID, &c.Name, &rate, &maxRunning, &created); err != nil {
 		return Customer{}, err
 	}
 	if rate != nil {
 		v := int(*rate)
 		c.HTTPRate = &v
+	}
+	if maxRunning != nil {
+		v := int(*maxRunning)
+		c.MaxRunning = &v
 	}
 	c.CreatedAt = msTime(created)
 	return c, nil
@@ -138,6 +145,23 @@ func (s *Store) SetCustomerHTTPRate(ctx context.Context, id int64, rate *int) er
 		return fmt.Errorf("set http rate of customer %d: %w", id, err)
 	}
 	if n == 0 {
+		return fmt.Errorf("customer %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// MaxMaxRunning bounds an account's max_running; a value above the server's workers
+// means no cap beyond them.
+const MaxMaxRunning = 100_000
+
+// SetCustomerMaxRunning sets the customer's cap on runs executing at once (nil: the
+// server default).
+func (s *Store) SetCustomerMaxRunning(ctx context.Context, id int64, n *int) error {
+	c, err := s.w.Exec(ctx, `UPDATE customers SET max_running = $2 WHERE id = $1`, id, n)
+	if err != nil {
+		return fmt.Errorf("set max running of customer %d: %w", id, err)
+	}
+	if c == 0 {
 		return fmt.Errorf("customer %d: %w", id, ErrNotFound)
 	}
 	return nil
