@@ -85,8 +85,13 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			elapsed := time.Since(start)
 			s.metrics.requests.WithLabelValues(route, metricMethod(r.Method), strconv.Itoa(rec.status)).Inc()
 			s.metrics.latency.WithLabelValues(route).Observe(elapsed.Seconds())
+			// A 503 is the server saying it is busy or stopping (a trigger not accepted in
+			// time under a flood): worth a warning, not an error line per refusal.
 			level := slog.LevelInfo
-			if rec.status >= 500 {
+			switch {
+			case rec.status == http.StatusServiceUnavailable:
+				level = slog.LevelWarn
+			case rec.status >= 500:
 				level = slog.LevelError
 			}
 			if s.log.Enabled(r.Context(), level) {

@@ -460,3 +460,20 @@ func TestSetRendersFromAttributesBeforeTheNode(t *testing.T) {
 		}
 	})
 }
+
+// TestButtonStartSurvivesTheCaller: a flow started by a tapped button is started even if
+// the webhook's caller has gone away, since the message is stored already and its
+// redelivery would be a duplicate that starts nothing.
+func TestButtonStartSurvivesTheCaller(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		b := setup(t, st, Config{}, `{"key": "thanks", "start": "m", "nodes": [{"id": "m", "type": "message", "text": "noted"}]}`)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // the provider hung up before the answer
+		res, err := b.eng.Inbound(ctx, Inbound{BotID: b.botID, CustomerID: b.cid, Channel: "whatsapp", ChannelUserID: "919876543210",
+			Phone: "+919876543210", Type: "button", Payload: "flow_thanks", ProviderID: "wamid.tap"})
+		if err != nil || res.Started == "" {
+			t.Fatalf("inbound with a gone caller: %+v, %v", res, err)
+		}
+		b.waitStatus(t, res.Started, store.RunCompleted)
+	})
+}

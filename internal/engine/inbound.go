@@ -88,12 +88,15 @@ func (e *Engine) Inbound(ctx context.Context, in Inbound) (InboundResult, error)
 	if res.Duplicate {
 		return res, nil
 	}
+	// The message is stored: what it does (start a flow, answer an input) is done even if
+	// the caller goes away, since a redelivery would be a duplicate that does nothing.
+	ctx = context.WithoutCancel(ctx)
 	if key, data, ok := e.payloadFlow(ctx, in.BotID, in.Payload); ok {
 		for k, v := range attrs {
 			data[k] = v
 		}
 		v, err := e.Trigger(ctx, TriggerRequest{BotID: in.BotID, CustomerID: in.CustomerID, FlowKey: key, Channel: in.Channel,
-			Phone: in.Phone, Digits: in.ChannelUserID, Attrs: data})
+			Phone: in.Phone, Digits: in.ChannelUserID, Attrs: data, Unbounded: true})
 		if err != nil {
 			return res, fmt.Errorf("start flow %s from a button: %w", key, err)
 		}

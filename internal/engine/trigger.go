@@ -34,6 +34,10 @@ type TriggerRequest struct {
 	// Received is when the request arrived, from which Wait and the acceptance bound
 	// count (zero: when Trigger is called).
 	Received time.Time
+	// Unbounded waits for acceptance however long it takes (and however ctx ends): for
+	// a flow started by a message already stored, whose start must not be dropped, since
+	// the provider's redelivery of the message would be recognised as a duplicate.
+	Unbounded bool
 }
 
 // acceptance is what a triggered run's first commit does besides storing the run.
@@ -152,7 +156,11 @@ func (e *Engine) Trigger(ctx context.Context, req TriggerRequest) (RunView, erro
 		defer e.unsubscribe(r.rec.ID, settledCh)
 	}
 	r.acceptBy = arrival.Add(e.cfg.AcceptTimeout)
-	if req.Wait > 0 {
+	switch {
+	case req.Unbounded:
+		ctx = context.WithoutCancel(ctx)
+		r.acceptBy = arrival.Add(100 * 365 * 24 * time.Hour)
+	case req.Wait > 0:
 		r.acceptBy = arrival.Add(max(req.Wait, MinAcceptWait))
 	}
 	acceptedCh, acceptBy := r.accepted, r.acceptBy
