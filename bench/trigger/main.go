@@ -53,7 +53,7 @@ func main() {
 	}
 
 	ctx := context.Background()
-	cfg := app.Config{DB: *db, Workers: *workers}
+	cfg := app.Config{DB: loadgen.WithAppName(*db), Workers: *workers}
 	if *logFile != "" {
 		f, err := os.Create(*logFile)
 		if err != nil {
@@ -70,10 +70,11 @@ func main() {
 	}
 
 	fmt.Printf("db=%s wait=%v duration=%s per level\n", srv.Store().Dialect(), *wait, *duration)
-	fmt.Printf("%-11s %10s %12s %14s %9s %9s %8s\n", "concurrency", "triggers", "accepted/s", "completed/s", "p50", "p99", "errors")
+	fmt.Printf("%-11s %10s %12s %14s %9s %9s %8s  %s\n", "concurrency", "triggers", "accepted/s", "completed/s", "p50", "p99", "errors", loadgen.UsageHeader)
 	var phone atomic.Int64
 	accepted := 0
 	for _, c := range loadgen.Levels(*levels) {
+		before := loadgen.Sample(ctx, srv.Store())
 		res := loadgen.Run(ctx, c, *duration, loadgen.Trigger(ctx, url, srv.Bot.APIKey, func() int64 { return phone.Add(1) }, nil))
 		// Completed runs/s: from the first trigger until every accepted run has ended.
 		accepted += res.N
@@ -88,7 +89,8 @@ func main() {
 			time.Sleep(2 * time.Millisecond)
 		}
 		allDone := time.Since(res.Start)
-		fmt.Printf("%-11d %10d %12.0f %14.0f %9s %9s %8d\n", c, res.N, res.PerSecond(),
-			float64(res.N)/allDone.Seconds(), loadgen.Round(res.P(50)), loadgen.Round(res.P(99)), res.Errors)
+		use := loadgen.Sample(ctx, srv.Store()).Sub(before)
+		fmt.Printf("%-11d %10d %12.0f %14.0f %9s %9s %8d  %s\n", c, res.N, res.PerSecond(),
+			float64(res.N)/allDone.Seconds(), loadgen.Round(res.P(50)), loadgen.Round(res.P(99)), res.Errors, use.PerRun(res.N))
 	}
 }

@@ -139,6 +139,7 @@ func (s *Server) init(ctx context.Context) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerDBMetrics(reg, s.st)
 
 	httpClient, err := httpstep.NewClient(httpstep.Options{Allow: s.cfg.HTTPAllow})
 	if err != nil {
@@ -326,4 +327,22 @@ func (s *Server) Close() error {
 		s.steps.Close()
 	}
 	return s.st.Close()
+}
+
+// registerDBMetrics exposes the store's traffic counters: with process_cpu_seconds_total
+// they give the CPU and the PostgreSQL round trips a run costs (see BENCHMARKS.md).
+func registerDBMetrics(reg prometheus.Registerer, st *store.Store) {
+	for _, c := range []struct {
+		name, help string
+		get        func(store.DBStats) int64
+	}{
+		{"parley_db_round_trips_total", "Round trips to PostgreSQL (a pipelined batch of statements is one).", func(s store.DBStats) int64 { return s.RoundTrips }},
+		{"parley_db_statements_total", "Statements sent to PostgreSQL.", func(s store.DBStats) int64 { return s.Statements }},
+		{"parley_db_pipelines_total", "Round trips to PostgreSQL that carried a batch of queued statements.", func(s store.DBStats) int64 { return s.Pipelines }},
+		{"parley_db_group_commits_total", "Group-commit transactions of the write batcher.", func(s store.DBStats) int64 { return s.Commits }},
+		{"parley_db_group_commit_ops_total", "Operations carried by the write batcher's group commits.", func(s store.DBStats) int64 { return s.Ops }},
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
+			func() float64 { return float64(c.get(st.Stats())) }))
+	}
 }

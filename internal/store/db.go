@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -68,9 +69,31 @@ type Row interface {
 
 // Tx is a transaction. Driver returns the engine's own transaction (*sql.Tx on SQLite,
 // pgx.Tx on PostgreSQL) so the job queue can enqueue inside it.
+//
+// QueueExec and QueueRow add a statement whose outcome the caller does not need at once.
+// On PostgreSQL they are held back and sent together, in one round trip, when the
+// transaction next needs an answer (a direct statement, or its commit): a group commit of
+// many runs then costs a few round trips instead of one per statement. On SQLite, which
+// has no round trips, they run at once. check and scan (either may be nil) see the
+// outcome when it comes; an error they return, or the statement's, fails the transaction.
+// Arguments are read when the statement is queued.
 type Tx interface {
 	Querier
 	Driver() any
+	QueueExec(query string, args []any, check func(rowsAffected int64) error) error
+	QueueRow(query string, args []any, scan func(Row) error) error
+}
+
+// queueExec queues query on q when q is a transaction, and runs it at once otherwise.
+func queueExec(ctx context.Context, q Querier, query string, args []any, check func(int64) error) error {
+	if tx, ok := q.(Tx); ok {
+		return tx.QueueExec(query, args, check)
+	}
+	n, err := q.Exec(ctx, query, args...)
+	if err != nil || check == nil {
+		return err
+	}
+	return check(n)
 }
 
 // Store is the database.
@@ -90,6 +113,10 @@ type Store struct {
 
 	// PostgreSQL.
 	pool *pgxpool.Pool
+	// stats counts the statements and round trips sent to PostgreSQL.
+	stats *pgStats
+	// The Batchers' group commits and the operations they carried.
+	batchCommits, batchOps atomic.Int64
 
 	w, r Querier
 
@@ -223,6 +250,8 @@ func openPostgres(ctx context.Context, dsn string, opts Options) (*Store, error)
 	} else if cfg.MaxConns < 32 {
 		cfg.MaxConns = 32 // the group-commit writers plus readers and the job queue
 	}
+	stats := &pgStats{}
+	cfg.ConnConfig.Tracer = stats
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect postgres: %w", err)
@@ -231,7 +260,7 @@ func openPostgres(ctx context.Context, dsn string, opts Options) (*Store, error)
 		pool.Close()
 		return nil, fmt.Errorf("connect postgres: %w", err)
 	}
-	s := &Store{dialect: Postgres, pool: pool}
+	s := &Store{dialect: Postgres, pool: pool, stats: stats}
 	s.w, s.r = pgxQuerier{pool}, pgxQuerier{pool}
 	return s, nil
 }
@@ -281,7 +310,13 @@ func (s *Store) InTx(ctx context.Context, fn func(Tx) error) error {
 		if err != nil {
 			return fmt.Errorf("begin: %w", err)
 		}
-		if err := fn(pgxTx{pgxQuerier{tx}, tx}); err != nil {
+		t := &pgxTx{tx: tx, ctx: ctx}
+		t.pgxQuerier = pgxQuerier{pipeRunner{t}}
+		if err := fn(t); err != nil {
+			_ = tx.Rollback(ctx)
+			return err
+		}
+		if err := t.flush(); err != nil {
 			_ = tx.Rollback(ctx)
 			return err
 		}
@@ -455,6 +490,27 @@ type sqlTx struct {
 
 func (t sqlTx) Driver() any { return t.tx }
 
+func (t sqlTx) QueueExec(query string, args []any, check func(int64) error) error {
+	n, err := t.Exec(context.Background(), query, args...)
+	if err != nil || check == nil {
+		return err
+	}
+	return check(n)
+}
+
+func (t sqlTx) QueueRow(query string, args []any, scan func(Row) error) error {
+	row := t.QueryRow(context.Background(), query, args...)
+	if scan == nil {
+		var discard any
+		err := row.Scan(&discard)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	return scan(row)
+}
+
 // pgx adapter.
 
 type pgxRunner interface {
@@ -493,12 +549,91 @@ type pgxRow struct{ row pgx.Row }
 
 func (r pgxRow) Scan(dest ...any) error { return translate(r.row.Scan(dest...)) }
 
+// pgxTx is a PostgreSQL transaction that holds queued statements back until it needs
+// an answer from the server.
 type pgxTx struct {
 	pgxQuerier
-	tx pgx.Tx
+	tx      pgx.Tx
+	ctx     context.Context
+	pending *pgx.Batch
+	// err is the first failure of queued statements: the transaction cannot commit.
+	err error
 }
 
-func (t pgxTx) Driver() any { return t.tx }
+// Driver flushes what is queued, since the caller will run statements of its own; an
+// error there is kept, and fails the commit.
+func (t *pgxTx) Driver() any {
+	_ = t.flush()
+	return t.tx
+}
+
+func (t *pgxTx) QueueExec(query string, args []any, check func(int64) error) error {
+	if t.pending == nil {
+		t.pending = &pgx.Batch{}
+	}
+	qq := t.pending.Queue(query, args...)
+	qq.Exec(func(ct pgconn.CommandTag) error {
+		if check == nil {
+			return nil
+		}
+		return check(ct.RowsAffected())
+	})
+	return nil
+}
+
+func (t *pgxTx) QueueRow(query string, args []any, scan func(Row) error) error {
+	if t.pending == nil {
+		t.pending = &pgx.Batch{}
+	}
+	qq := t.pending.Queue(query, args...)
+	if scan == nil {
+		qq.Exec(func(pgconn.CommandTag) error { return nil })
+		return nil
+	}
+	qq.QueryRow(func(row pgx.Row) error { return scan(pgxRow{row}) })
+	return nil
+}
+
+// flush sends the queued statements in one round trip and hears their outcomes.
+func (t *pgxTx) flush() error {
+	b := t.pending
+	if b == nil || t.err != nil {
+		return t.err
+	}
+	t.pending = nil
+	if err := t.tx.SendBatch(t.ctx, b).Close(); err != nil {
+		t.err = translate(err)
+	}
+	return t.err
+}
+
+// pipeRunner runs a direct statement of a pgxTx after what was queued before it.
+type pipeRunner struct{ t *pgxTx }
+
+func (p pipeRunner) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if err := p.t.flush(); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	return p.t.tx.Exec(ctx, sql, args...)
+}
+
+func (p pipeRunner) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := p.t.flush(); err != nil {
+		return nil, err
+	}
+	return p.t.tx.Query(ctx, sql, args...)
+}
+
+func (p pipeRunner) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := p.t.flush(); err != nil {
+		return errRow{err}
+	}
+	return p.t.tx.QueryRow(ctx, sql, args...)
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // translate maps engine errors onto the store's sentinels.
 func translate(err error) error {
