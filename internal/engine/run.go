@@ -486,20 +486,18 @@ func (e *Engine) commit(ctx context.Context, r *run, running bool) error {
 	// A user's commits all go to one writer: they lock the user's row, and would only
 	// wait for each other on writers in parallel.
 	key := strconv.FormatInt(r.rec.BotID, 10) + "/" + r.channelUserID
-	var userID int64
 	err = e.batch.DoKeyed(ctx, key, func(ctx context.Context, tx store.Tx) error {
 		// The statements are queued (Tx.QueueExec): on PostgreSQL the whole group commit
 		// goes to the server in one round trip.
 		if first {
 			// A triggered run is stored together with its user at its first commit point,
 			// so a run that needs no external call is accepted and finished in one commit.
-			// The statements after the user's find it by its channel id or by the run, so
-			// none waits for another's answer.
-			r.rec.UserID = 0 // this function may run again after a rolled-back attempt
+			// The statements after the user's find it by its channel id or by the run
+			// (r.rec.UserID stays unknown), so none waits for another's answer.
 			if err := e.acceptTx(ctx, tx, r); err != nil {
 				return err
 			}
-			if err := e.st.QueueRunOfUser(tx, rec, r.channelUserID, &userID); err != nil {
+			if err := e.st.QueueRunOfUser(tx, rec, r.channelUserID); err != nil {
 				return err
 			}
 		} else if err := e.st.UpdateRunOwned(ctx, tx, rec, e.cfg.InstanceID); err != nil {
@@ -517,9 +515,6 @@ func (e *Engine) commit(ctx context.Context, r *run, running bool) error {
 			e.accepted(r, err)
 		}
 		return err
-	}
-	if first {
-		r.rec.UserID = userID
 	}
 	r.inserted = true
 	r.rec.Status, r.rec.Owner, r.rec.UpdatedAt = rec.Status, rec.Owner, now

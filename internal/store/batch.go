@@ -49,7 +49,7 @@ func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
 	if writers <= 0 {
 		writers = 1
 		if s.dialect == Postgres {
-			writers = 8
+			writers = 4
 		}
 	}
 	if maxOps <= 0 {

@@ -306,24 +306,7 @@ func (s *Store) sqlDB() *sql.DB {
 // InTx runs fn in a transaction, committing when it returns nil.
 func (s *Store) InTx(ctx context.Context, fn func(Tx) error) error {
 	if s.pool != nil {
-		tx, err := s.pool.Begin(ctx)
-		if err != nil {
-			return fmt.Errorf("begin: %w", err)
-		}
-		t := &pgxTx{tx: tx, ctx: ctx}
-		t.pgxQuerier = pgxQuerier{pipeRunner{t}}
-		if err := fn(t); err != nil {
-			_ = tx.Rollback(ctx)
-			return err
-		}
-		if err := t.flush(); err != nil {
-			_ = tx.Rollback(ctx)
-			return err
-		}
-		if err := tx.Commit(ctx); err != nil {
-			return fmt.Errorf("commit: %w", err)
-		}
-		return nil
+		return s.inPgxTx(ctx, fn)
 	}
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
@@ -550,21 +533,119 @@ type pgxRow struct{ row pgx.Row }
 func (r pgxRow) Scan(dest ...any) error { return translate(r.row.Scan(dest...)) }
 
 // pgxTx is a PostgreSQL transaction that holds queued statements back until it needs
-// an answer from the server.
+// an answer from the server. It begins lazily: a transaction of queued statements only
+// goes to the server at its commit, BEGIN, statements and COMMIT in one round trip (two
+// when a statement's outcome must be checked before committing).
 type pgxTx struct {
 	pgxQuerier
-	tx      pgx.Tx
+	conn    *pgxpool.Conn
+	tx      pgx.Tx // once begun
 	ctx     context.Context
 	pending *pgx.Batch
+	checked bool // a queued statement's outcome decides whether to commit
 	// err is the first failure of queued statements: the transaction cannot commit.
 	err error
+}
+
+func (s *Store) inPgxTx(ctx context.Context, fn func(Tx) error) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	// A connection released inside a transaction (an error half-way through a
+	// pipeline) is closed by the pool rather than reused.
+	defer conn.Release()
+	t := &pgxTx{conn: conn, ctx: ctx}
+	t.pgxQuerier = pgxQuerier{pipeRunner{t}}
+	if err := fn(t); err != nil {
+		t.rollback()
+		return err
+	}
+	if t.tx != nil {
+		if err := t.flush(); err != nil {
+			t.rollback()
+			return err
+		}
+		if err := t.tx.Commit(ctx); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		return nil
+	}
+	if t.pending == nil {
+		return nil // nothing was written
+	}
+	b := t.pending
+	t.pending = nil
+	// BEGIN and COMMIT travel with the statements. A failed statement makes the server
+	// turn the COMMIT into a rollback; a check that fails needs the answers before the
+	// COMMIT, which then follows in a round trip of its own.
+	full := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(b.QueuedQueries)+2)}
+	full.Queue("BEGIN")
+	full.QueuedQueries = append(full.QueuedQueries, b.QueuedQueries...)
+	if !t.checked {
+		full.Queue("COMMIT")
+	}
+	if err := conn.Conn().SendBatch(ctx, full).Close(); err != nil {
+		if conn.Conn().PgConn().TxStatus() != 'I' {
+			_, _ = conn.Exec(ctx, "ROLLBACK")
+		}
+		return translate(err)
+	}
+	if t.checked {
+		if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+	}
+	return nil
+}
+
+func (t *pgxTx) rollback() {
+	switch {
+	case t.tx != nil:
+		_ = t.tx.Rollback(t.ctx)
+	case t.conn.Conn().PgConn().TxStatus() != 'I':
+		_, _ = t.conn.Exec(t.ctx, "ROLLBACK")
+	}
+}
+
+// begin starts the transaction on the server, for a statement that needs its answer now.
+func (t *pgxTx) begin() error {
+	if t.tx != nil {
+		return nil
+	}
+	tx, err := t.conn.Begin(t.ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	t.tx = tx
+	return nil
 }
 
 // Driver flushes what is queued, since the caller will run statements of its own; an
 // error there is kept, and fails the commit.
 func (t *pgxTx) Driver() any {
-	_ = t.flush()
+	if err := t.flush(); err != nil && t.tx == nil {
+		return brokenTx{err: err}
+	}
 	return t.tx
+}
+
+// brokenTx is the pgx.Tx of a transaction that could not begin: its statements fail.
+type brokenTx struct {
+	pgx.Tx // nil: methods not overridden are not used by the job queue's inserts
+	err    error
+}
+
+func (b brokenTx) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
+	return pgconn.CommandTag{}, b.err
+}
+
+func (b brokenTx) Query(context.Context, string, ...any) (pgx.Rows, error) { return nil, b.err }
+
+func (b brokenTx) QueryRow(context.Context, string, ...any) pgx.Row { return errRow{b.err} }
+
+func (b brokenTx) CopyFrom(context.Context, pgx.Identifier, []string, pgx.CopyFromSource) (int64, error) {
+	return 0, b.err
 }
 
 func (t *pgxTx) QueueExec(query string, args []any, check func(int64) error) error {
@@ -572,12 +653,12 @@ func (t *pgxTx) QueueExec(query string, args []any, check func(int64) error) err
 		t.pending = &pgx.Batch{}
 	}
 	qq := t.pending.Queue(query, args...)
-	qq.Exec(func(ct pgconn.CommandTag) error {
-		if check == nil {
-			return nil
-		}
-		return check(ct.RowsAffected())
-	})
+	if check == nil {
+		qq.Exec(func(pgconn.CommandTag) error { return nil })
+		return nil
+	}
+	t.checked = true
+	qq.Exec(func(ct pgconn.CommandTag) error { return check(ct.RowsAffected()) })
 	return nil
 }
 
@@ -590,15 +671,26 @@ func (t *pgxTx) QueueRow(query string, args []any, scan func(Row) error) error {
 		qq.Exec(func(pgconn.CommandTag) error { return nil })
 		return nil
 	}
+	// A scan's error is this transaction's, known after the statement ran: like a
+	// check, it must be heard before the COMMIT.
+	t.checked = true
 	qq.QueryRow(func(row pgx.Row) error { return scan(pgxRow{row}) })
 	return nil
 }
 
-// flush sends the queued statements in one round trip and hears their outcomes.
+// flush begins the transaction if needed and sends the queued statements in one round
+// trip, hearing their outcomes.
 func (t *pgxTx) flush() error {
-	b := t.pending
-	if b == nil || t.err != nil {
+	if t.err != nil {
 		return t.err
+	}
+	if err := t.begin(); err != nil {
+		t.err = err
+		return err
+	}
+	b := t.pending
+	if b == nil {
+		return nil
 	}
 	t.pending = nil
 	if err := t.tx.SendBatch(t.ctx, b).Close(); err != nil {

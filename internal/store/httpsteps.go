@@ -124,14 +124,14 @@ func (s *Store) SetHTTPStepShapes(ctx context.Context, q Querier, k HTTPStep, sh
 // PutHTTPStepLog stores the log of call l.Seq in its slot, replacing the call made
 // HTTPStepLogsKept calls before it.
 func (s *Store) PutHTTPStepLog(ctx context.Context, q Querier, k HTTPStep, l HTTPStepLog) error {
-	_, err := q.Exec(ctx, `INSERT INTO http_step_logs
+	err := queueExec(ctx, q, `INSERT INTO http_step_logs
 		(flow_id, node_id, slot, seq, run_id, at, duration_us, method, url, status, error, message, detail)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 		ON CONFLICT (flow_id, node_id, slot) DO UPDATE SET seq = excluded.seq, run_id = excluded.run_id,
 			at = excluded.at, duration_us = excluded.duration_us, method = excluded.method, url = excluded.url,
 			status = excluded.status, error = excluded.error, message = excluded.message, detail = excluded.detail`,
-		k.FlowID, k.NodeID, l.Seq%HTTPStepLogsKept, l.Seq, l.RunID, l.At, l.DurationUS, l.Method, l.URL, l.Status,
-		l.Error, l.Message, string(l.Detail))
+		[]any{k.FlowID, k.NodeID, l.Seq % HTTPStepLogsKept, l.Seq, l.RunID, l.At, l.DurationUS, l.Method, l.URL, l.Status,
+			l.Error, l.Message, string(l.Detail)}, nil)
 	if err != nil {
 		return fmt.Errorf("log call %d of %s: %w", l.Seq, k, err)
 	}

@@ -56,22 +56,14 @@ func (s *Store) InsertRun(ctx context.Context, q Querier, r Run) error {
 	return nil
 }
 
-// QueueRunOfUser queues the insertion of a new run in tx (Tx.QueueRow): the run is the
+// QueueRunOfUser queues the insertion of a new run in tx (Tx.QueueExec): the run is the
 // bot's user with channelUserID, looked up by the statement itself, so that it can be
-// queued right behind the statement that creates the user. userID receives the user's
-// id when the statement ran.
-func (s *Store) QueueRunOfUser(tx Tx, r Run, channelUserID string, userID *int64) error {
-	err := tx.QueueRow(`INSERT INTO runs (`+runCols+`) VALUES ($1, $2, $3, $4,
-		(SELECT id FROM users WHERE bot_id = $2 AND channel_user_id = $5), $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-		RETURNING user_id`,
+// queued right behind the statement that creates the user.
+func (s *Store) QueueRunOfUser(tx Tx, r Run, channelUserID string) error {
+	err := tx.QueueExec(`INSERT INTO runs (`+runCols+`) VALUES ($1, $2, $3, $4,
+		(SELECT id FROM users WHERE bot_id = $2 AND channel_user_id = $5), $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		[]any{r.ID, r.BotID, r.FlowID, r.FlowVersion, channelUserID, r.Channel, r.Status, r.Node, string(r.State),
-			r.WaitSeq, r.WakeAt, r.Owner, r.Error, r.CreatedAt, r.UpdatedAt},
-		func(row Row) error {
-			if err := row.Scan(userID); err != nil {
-				return fmt.Errorf("insert run %s: %w", r.ID, err)
-			}
-			return nil
-		})
+			r.WaitSeq, r.WakeAt, r.Owner, r.Error, r.CreatedAt, r.UpdatedAt}, nil)
 	if err != nil {
 		return fmt.Errorf("insert run %s: %w", r.ID, err)
 	}
