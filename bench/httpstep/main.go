@@ -97,13 +97,13 @@ func main() {
 		row(c, "target alone", direct, "")
 		var baseRes loadgen.Result
 		if *baseline {
-			before := loadgen.Sample(ctx, srv.Store())
+			before := loadgen.Sample(ctx, srv)
 			baseRes = loadgen.Run(ctx, c, *duration, loadgen.Trigger(ctx, srv.FlowURL+"bench_base?wait=true", srv.Bot.APIKey, seq, completedWith(`"outcome":"set"`)))
-			row(c, "no http step", baseRes, loadgen.Sample(ctx, srv.Store()).Sub(before).PerRun(baseRes.N))
+			row(c, "no http step", baseRes, loadgen.Sample(ctx, srv).Sub(before).PerRun(baseRes.N))
 		}
-		before := loadgen.Sample(ctx, srv.Store())
+		before := loadgen.Sample(ctx, srv)
 		res := loadgen.Run(ctx, c, *duration, loadgen.Trigger(ctx, srv.FlowURL+"bench_http?wait=true", srv.Bot.APIKey, seq, completedWith(`"outcome":"HTTP 200"`)))
-		row(c, "http step", res, loadgen.Sample(ctx, srv.Store()).Sub(before).PerRun(res.N))
+		row(c, "http step", res, loadgen.Sample(ctx, srv).Sub(before).PerRun(res.N))
 		if *baseline {
 			// Means add up where percentiles do not: the step's mean cost is the difference
 			// of the flows' means, and its overhead that less the target's mean.

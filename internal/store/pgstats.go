@@ -52,3 +52,15 @@ func (s *Store) Stats() DBStats {
 	out.Commits, out.Ops = s.batchCommits.Load(), s.batchOps.Load()
 	return out
 }
+
+// Add is the sum of two counters.
+func (d DBStats) Add(o DBStats) DBStats {
+	return DBStats{RoundTrips: d.RoundTrips + o.RoundTrips, Statements: d.Statements + o.Statements,
+		Pipelines: d.Pipelines + o.Pipelines, Commits: d.Commits + o.Commits, Ops: d.Ops + o.Ops}
+}
+
+// Sub is what the counters grew since earlier.
+func (d DBStats) Sub(earlier DBStats) DBStats {
+	return DBStats{RoundTrips: d.RoundTrips - earlier.RoundTrips, Statements: d.Statements - earlier.Statements,
+		Pipelines: d.Pipelines - earlier.Pipelines, Commits: d.Commits - earlier.Commits, Ops: d.Ops - earlier.Ops}
+}

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parleyhq/parley/internal/app"
 	"github.com/parleyhq/parley/internal/store"
 )
 
@@ -22,12 +23,18 @@ type Usage struct {
 	DB      store.DBStats
 }
 
-// Sample reads the usage counters now; Sub of two samples is what happened between.
-func Sample(ctx context.Context, st *store.Store) Usage {
+// Sample reads the usage counters of s and the instances that joined it now; Sub of two
+// samples is what happened between.
+func Sample(ctx context.Context, s *Server) Usage {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	u := Usage{Self: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), DB: st.Stats()}
-	u.PG, u.PGKnown = pgCPU(ctx, st)
+	u := Usage{Self: time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
+	for _, srv := range append([]*app.Server{s.Server}, s.joined...) {
+		u.DB = u.DB.Add(srv.Store().Stats())
+	}
+	// The instances share this process's application name: their backends are found
+	// through any one of them.
+	u.PG, u.PGKnown = pgCPU(ctx, s.Store())
 	return u
 }
 
@@ -89,8 +96,7 @@ func procCPU(pid int) (time.Duration, bool) {
 // Sub is the usage from earlier to u.
 func (u Usage) Sub(earlier Usage) Usage {
 	return Usage{Self: u.Self - earlier.Self, PG: u.PG - earlier.PG, PGKnown: u.PGKnown && earlier.PGKnown,
-		DB: store.DBStats{RoundTrips: u.DB.RoundTrips - earlier.DB.RoundTrips, Statements: u.DB.Statements - earlier.DB.Statements,
-			Pipelines: u.DB.Pipelines - earlier.DB.Pipelines, Commits: u.DB.Commits - earlier.DB.Commits, Ops: u.DB.Ops - earlier.DB.Ops}}
+		DB: u.DB.Sub(earlier.DB)}
 }
 
 // UsageHeader is the header of PerRun's columns.
