@@ -43,13 +43,15 @@ var ErrClosed = errors.New("store: batcher closed")
 
 // NewBatcher starts writers goroutines that commit up to maxOps operations per
 // transaction, of which at most maxBulk/16 (and at least one) bulk ones. Zero takes the
-// defaults: 1 writer on SQLite (it has a single writer anyway), 8 on PostgreSQL (which
-// commits in parallel); 128 operations.
+// defaults: 1 writer on SQLite (it has a single writer anyway), 2 on PostgreSQL: one
+// commits while the other gathers, and a transaction is one round trip whatever it
+// carries, so fewer, fuller transactions cost the server less CPU per run than many in
+// parallel (BENCHMARKS.md); 128 operations.
 func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
 	if writers <= 0 {
 		writers = 1
 		if s.dialect == Postgres {
-			writers = 4
+			writers = 2
 		}
 	}
 	if maxOps <= 0 {
