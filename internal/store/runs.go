@@ -76,20 +76,25 @@ var ErrFenced = errors.New("run taken over by another instance")
 // UpdateRun writes a run's progress if owner still owns it; false means another instance
 // took it over (this one was presumed dead) and must stop working on it.
 func (s *Store) UpdateRun(ctx context.Context, q Querier, r Run, owner string) (bool, error) {
-	err := s.UpdateRunOwned(ctx, q, r, owner)
-	if errors.Is(err, ErrFenced) {
-		return false, nil
+	n, err := q.Exec(ctx, updateRunSQL, updateRunArgs(r, owner)...)
+	if err != nil {
+		return false, fmt.Errorf("update run %s: %w", r.ID, err)
 	}
-	return err == nil, err
+	return n == 1, nil
+}
+
+const updateRunSQL = `UPDATE runs SET flow_id = $2, flow_version = $3, status = $4, node = $5, state = $6,
+		wait_seq = $7, wake_at = $8, owner = $9, error = $10, updated_at = $11
+		WHERE id = $1 AND owner = $12`
+
+func updateRunArgs(r Run, owner string) []any {
+	return []any{r.ID, r.FlowID, r.FlowVersion, r.Status, r.Node, string(r.State), r.WaitSeq, r.WakeAt, r.Owner, r.Error, r.UpdatedAt, owner}
 }
 
 // UpdateRunOwned is UpdateRun that may be queued in a transaction (Tx.QueueExec): when
 // owner no longer owns the run, the transaction fails with ErrFenced.
 func (s *Store) UpdateRunOwned(ctx context.Context, q Querier, r Run, owner string) error {
-	err := queueExec(ctx, q, `UPDATE runs SET flow_id = $2, flow_version = $3, status = $4, node = $5, state = $6,
-		wait_seq = $7, wake_at = $8, owner = $9, error = $10, updated_at = $11
-		WHERE id = $1 AND owner = $12`,
-		[]any{r.ID, r.FlowID, r.FlowVersion, r.Status, r.Node, string(r.State), r.WaitSeq, r.WakeAt, r.Owner, r.Error, r.UpdatedAt, owner},
+	err := queueExec(ctx, q, updateRunSQL, updateRunArgs(r, owner),
 		func(n int64) error {
 			if n != 1 {
 				return ErrFenced
