@@ -149,6 +149,14 @@ func TestTwoInstances(t *testing.T) {
 		t.Fatal("the last kill left no run unfinished: nothing was taken over")
 	}
 
+	// The survivor's /metrics shows its database traffic: statements sent in pipelined
+	// batches, fewer round trips than statements.
+	m := metricValues(t, baseA+"/metrics")
+	if m["parley_db_pipelines_total"] <= 0 || m["parley_db_round_trips_total"] >= m["parley_db_statements_total"] ||
+		m["parley_db_group_commit_ops_total"] < m["parley_db_group_commits_total"] || m["parley_db_group_commits_total"] <= 0 {
+		t.Errorf("database metrics %v; want pipelined batches, fewer round trips than statements", m)
+	}
+
 	sends := map[string]int{}
 	for _, call := range graph.sent() {
 		sends[call.To]++
@@ -193,4 +201,31 @@ func (c *crashEnv) count(query string) int {
 		c.t.Fatal(err)
 	}
 	return n
+}
+
+// metricValues reads the parley_db_* counters of a /metrics page.
+func metricValues(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || !strings.HasPrefix(name, "parley_db_") {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			t.Fatalf("metric %q: %v", line, err)
+		}
+		out[name] = v
+	}
+	return out
 }
