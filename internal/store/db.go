@@ -678,6 +678,25 @@ func (t *pgxTx) QueueRow(query string, args []any, scan func(Row) error) error {
 	return nil
 }
 
+// queueGuarded queues a statement written to fail on the server with a division by zero
+// when its guard does not hold, and reports that failure as guardErr. Unlike a check, a
+// guard needs no answer before the COMMIT: the failure itself rolls the transaction back,
+// so a transaction of queued statements stays one round trip.
+func (t *pgxTx) queueGuarded(query string, args []any, guardErr error) {
+	if t.pending == nil {
+		t.pending = &pgx.Batch{}
+	}
+	qq := t.pending.Queue(query, args...)
+	qq.Fn = func(br pgx.BatchResults) error {
+		_, err := br.Exec()
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "22012" { // division_by_zero
+			return guardErr
+		}
+		return err
+	}
+}
+
 // flush begins the transaction if needed and sends the queued statements in one round
 // trip, hearing their outcomes.
 func (t *pgxTx) flush() error {

@@ -94,6 +94,11 @@ func updateRunArgs(r Run, owner string) []any {
 // UpdateRunOwned is UpdateRun that may be queued in a transaction (Tx.QueueExec): when
 // owner no longer owns the run, the transaction fails with ErrFenced.
 func (s *Store) UpdateRunOwned(ctx context.Context, q Querier, r Run, owner string) error {
+	if t, ok := q.(*pgxTx); ok {
+		// The fence fails on the server, so the commit needs no answer first.
+		t.queueGuarded(`WITH u AS (`+updateRunSQL+` RETURNING 1) SELECT 1 / COUNT(*)::int FROM u`, updateRunArgs(r, owner), ErrFenced)
+		return nil
+	}
 	err := queueExec(ctx, q, updateRunSQL, updateRunArgs(r, owner),
 		func(n int64) error {
 			if n != 1 {
