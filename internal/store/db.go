@@ -482,16 +482,11 @@ func (t sqlTx) QueueExec(query string, args []any, check func(int64) error) erro
 }
 
 func (t sqlTx) QueueRow(query string, args []any, scan func(Row) error) error {
-	row := t.QueryRow(context.Background(), query, args...)
 	if scan == nil {
-		var discard any
-		err := row.Scan(&discard)
-		if errors.Is(err, ErrNotFound) {
-			return nil
-		}
+		_, err := t.Exec(context.Background(), query, args...)
 		return err
 	}
-	return scan(row)
+	return scan(t.QueryRow(context.Background(), query, args...))
 }
 
 // pgx adapter.
