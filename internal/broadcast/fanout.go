@@ -149,7 +149,11 @@ func (f *fanOut) batch(ctx context.Context, batch []store.FanOutRecipient, resum
 		for i, r := range ready {
 			seqs[i] = r.Seq
 		}
-		won, err := f.s.st.MarkRecipients(ctx, f.s.st.Writer(), f.b.ID, seqs, store.RecipientQueued, store.RecipientSending, "")
+		var won map[int]bool
+		err := f.s.cfg.Sends.Bulk(ctx, func(ctx context.Context, tx store.Tx) (err error) {
+			won, err = f.s.st.MarkRecipients(ctx, tx, f.b.ID, seqs, store.RecipientQueued, store.RecipientSending, "")
+			return err
+		})
 		if err != nil {
 			return err
 		}
@@ -180,7 +184,9 @@ func (f *fanOut) mark(ctx context.Context, outcomes map[string][]int, from strin
 	if len(outcomes) == 0 {
 		return nil
 	}
-	return f.s.st.InTx(ctx, func(tx store.Tx) error {
+	// Through the bulk lane, like the sends: the fan-out's writes never make runs and
+	// triggers wait for the database's writer.
+	return f.s.cfg.Sends.Bulk(ctx, func(ctx context.Context, tx store.Tx) error {
 		for why, seqs := range outcomes {
 			to := store.RecipientFailed
 			if why == reasonSent {

@@ -229,6 +229,21 @@ func (e *Engine) storeBulk(ctx context.Context, items []*oneOff) {
 	wg.Wait()
 }
 
+// Bulk runs fn through the group commit's bulk lane (see store.Batcher.DoBulk), for
+// other bulk writes that must not hold up runs and triggers (a broadcast's recipients
+// as it is accepted). Keep fn to a few rows.
+func (e *Engine) Bulk(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
+	if !e.beginSend() {
+		return ErrStopping
+	}
+	defer e.sending.Done()
+	err := e.batch.DoBulk(ctx, fn)
+	if errors.Is(err, store.ErrClosed) {
+		return ErrStopping
+	}
+	return err
+}
+
 // beginSend counts a send in progress unless the engine is stopping; Stop waits for
 // those counted.
 func (e *Engine) beginSend() bool {
