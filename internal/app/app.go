@@ -70,6 +70,9 @@ type Config struct {
 	// kept beside the database (generated at first start), on PostgreSQL a refusal to
 	// start.
 	SecretKey string
+	// Retain says how long finished runs, messages, HTTP-step logs and finished
+	// broadcasts are kept (zero: for ever).
+	Retain queue.Retention
 }
 
 // Server is a running Parley.
@@ -154,9 +157,16 @@ func (s *Server) init(ctx context.Context) error {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &queue.CleanupWorker{Store: s.st, IdempotencyWindow: engine.IdempotencyWindow, Log: s.log})
 	river.AddWorker(workers, httpstep.NewAlertWorker(mailer))
+	// Registered even without a retention: another instance's leader may enqueue the job,
+	// and any instance may work it.
+	river.AddWorker(workers, &queue.RetentionWorker{Store: s.st, Retain: s.cfg.Retain, Log: s.log})
+	periodic := []*river.PeriodicJob{queue.CleanupJob(10 * time.Minute)}
+	if s.cfg.Retain.Enabled() {
+		periodic = append(periodic, queue.RetentionJob(time.Hour))
+	}
 	q, err := queue.New(s.st, queue.Config{
 		Workers:  workers,
-		Periodic: []*river.PeriodicJob{queue.CleanupJob(10 * time.Minute)},
+		Periodic: periodic,
 		Log:      s.log.With("component", "river"),
 	})
 	if err != nil {
