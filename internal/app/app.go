@@ -287,6 +287,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.metricsLn != nil {
 		attrs = append(attrs, "metrics_addr", s.metricsLn.Addr().String())
 	}
+	if s.cfg.Retain.Enabled() {
+		attrs = append(attrs, "retain", s.cfg.Retain.String())
+	}
 	s.log.Info("listening", attrs...)
 	if s.cfg.Ready != nil {
 		s.cfg.Ready <- ln.Addr().String()

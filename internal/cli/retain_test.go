@@ -136,29 +136,37 @@ func TestServeRetain(t *testing.T) {
 	}
 }
 
-// TestServeRetainInvalid: a bad --retain (or PARLEY_RETAIN) is a usage error.
-func TestServeRetainInvalid(t *testing.T) {
+// TestServeFlagsInvalid: a bad --retain or --shutdown-grace (or their variables) is a
+// usage error.
+func TestServeFlagsInvalid(t *testing.T) {
 	for _, tc := range []struct {
-		flag, env, want string
+		name string
+		args []string
+		env  map[string]string
+		want []string
 	}{
-		{"runs=30", "", "runs"},
-		{"runs=30d,logs=7d", "", `"logs=7d"`},
-		{"runs", "", `"runs"`},
-		{"messages=12h", "", "at least 1d"},
-		{"runs=30d,runs=40d", "", "twice"},
-		{"broadcasts=-3d", "", "broadcasts"},
-		{"", "http_logs=xd", "http_logs"},
+		{"days without d", []string{"--retain", "runs=30"}, nil, []string{"--retain", "runs"}},
+		{"unknown kind", []string{"--retain", "runs=30d,logs=7d"}, nil, []string{"--retain", `"logs=7d"`}},
+		{"no duration", []string{"--retain", "runs"}, nil, []string{"--retain", `"runs"`}},
+		{"under a day", []string{"--retain", "messages=12h"}, nil, []string{"--retain", "at least 1d"}},
+		{"twice", []string{"--retain", "runs=30d,runs=40d"}, nil, []string{"--retain", "twice"}},
+		{"negative", []string{"--retain", "broadcasts=-3d"}, nil, []string{"--retain", "broadcasts"}},
+		{"retain variable", nil, map[string]string{"PARLEY_RETAIN": "http_logs=xd"}, []string{"--retain", "http_logs"}},
+		{"grace not a duration", []string{"--shutdown-grace", "30"}, nil, []string{"--shutdown-grace", `"30"`}},
+		{"grace zero", []string{"--shutdown-grace", "0s"}, nil, []string{"--shutdown-grace", "positive"}},
+		{"grace variable", nil, map[string]string{"PARLEY_SHUTDOWN_GRACE": "-5s"}, []string{"--shutdown-grace", `"-5s"`}},
 	} {
-		t.Run(tc.flag+tc.env, func(t *testing.T) {
-			args := []string{"serve", "--db", storetest.SQLiteDSN(t), "--addr", "127.0.0.1:0"}
-			if tc.flag != "" {
-				args = append(args, "--retain", tc.flag)
-			}
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"serve", "--db", storetest.SQLiteDSN(t), "--addr", "127.0.0.1:0"}, tc.args...)
 			var stderr bytes.Buffer
-			env := map[string]string{"PARLEY_RETAIN": tc.env}
-			code := cli.Run(context.Background(), args, cli.Env{Stdout: io.Discard, Stderr: &stderr, Getenv: func(k string) string { return env[k] }})
-			if code != 2 || !strings.Contains(stderr.String(), "--retain") || !strings.Contains(stderr.String(), tc.want) {
-				t.Fatalf("exit %d, stderr %q; want 2 mentioning %s", code, stderr.String(), tc.want)
+			code := cli.Run(context.Background(), args, cli.Env{Stdout: io.Discard, Stderr: &stderr, Getenv: func(k string) string { return tc.env[k] }})
+			if code != 2 {
+				t.Fatalf("exit %d, stderr %q; want 2", code, stderr.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Fatalf("stderr %q does not mention %s", stderr.String(), w)
+				}
 			}
 		})
 	}
