@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -104,9 +105,14 @@ func (s *Store) firstKey(ctx context.Context, keyQuery string, args []any, skip 
 	return k, true, nil
 }
 
-// UsersByAttribute pages through a bot's users whose attribute equals value, oldest
-// first, and counts them all.
-func (s *Store) UsersByAttribute(ctx context.Context, botID int64, name, value string, pq PageQuery) ([]User, Page, error) {
+// listSQL is a paged list's statements: count and seek take filterArgs (seek then the
+// number of items to skip less one), page takes pageArgs.
+type listSQL struct {
+	count, seek, page    string
+	filterArgs, pageArgs []any
+}
+
+func (s *Store) usersByAttributeSQL(botID int64, name, value string, after *PageKey, size int) listSQL {
 	var w where
 	needsUser := s.attrMatch(&w, botID, name, value)
 	from := ` FROM user_attrs a`
@@ -114,8 +120,22 @@ func (s *Store) UsersByAttribute(ctx context.Context, botID int64, name, value s
 		from += ` JOIN users u ON u.id = a.user_id`
 	}
 	from += ` WHERE ` + w.sql()
+	l := listSQL{count: `SELECT COUNT(*)` + from, seek: `SELECT a.user_id` + from + ` ORDER BY a.user_id`, filterArgs: slices.Clone(w.args)}
+	if after != nil {
+		w.add("a.user_id > ?", after.ID)
+	}
+	l.page = `SELECT ` + qualify("u.", s.userCols()) + ` FROM user_attrs a JOIN users u ON u.id = a.user_id WHERE ` + w.sql() +
+		` ORDER BY a.user_id LIMIT ` + w.next(size+1)
+	l.pageArgs = w.args
+	return l
+}
+
+// UsersByAttribute pages through a bot's users whose attribute equals value, oldest
+// first, and counts them all.
+func (s *Store) UsersByAttribute(ctx context.Context, botID int64, name, value string, pq PageQuery) ([]User, Page, error) {
+	l := s.usersByAttributeSQL(botID, name, value, nil, pq.Size)
 	var pg Page
-	if err := s.r.QueryRow(ctx, `SELECT COUNT(*)`+from, w.args...).Scan(&pg.Total); err != nil {
+	if err := s.r.QueryRow(ctx, l.count, l.filterArgs...).Scan(&pg.Total); err != nil {
 		return nil, Page{}, fmt.Errorf("count users: %w", err)
 	}
 	after := pq.After
@@ -123,18 +143,14 @@ func (s *Store) UsersByAttribute(ctx context.Context, botID int64, name, value s
 		if pq.Skip >= pg.Total {
 			return []User{}, pg, nil
 		}
-		k, ok, err := s.firstKey(ctx, `SELECT a.user_id`+from+` ORDER BY a.user_id`, w.args, pq.Skip, false)
+		k, ok, err := s.firstKey(ctx, l.seek, l.filterArgs, pq.Skip, false)
 		if err != nil || !ok {
 			return []User{}, pg, err
 		}
 		after = &k
 	}
-	if after != nil {
-		w.add("a.user_id > ?", after.ID)
-	}
-	q := `SELECT ` + qualify("u.", s.userCols()) + ` FROM user_attrs a JOIN users u ON u.id = a.user_id WHERE ` + w.sql() +
-		` ORDER BY a.user_id LIMIT ` + w.next(pq.Size+1)
-	rows, err := s.r.Query(ctx, q, w.args...)
+	l = s.usersByAttributeSQL(botID, name, value, after, pq.Size)
+	rows, err := s.r.Query(ctx, l.page, l.pageArgs...)
 	if err != nil {
 		return nil, Page{}, fmt.Errorf("list users: %w", err)
 	}
@@ -157,27 +173,10 @@ func (s *Store) UsersByAttribute(ctx context.Context, botID int64, name, value s
 	return out, pg, nil
 }
 
-// Conversation pages through a user's messages between two times (Unix ms, inclusive),
-// oldest first, and counts them all. Both the count and the skip to a numbered page read
-// only the index messages_user_time.
-func (s *Store) Conversation(ctx context.Context, userID, from, to int64, pq PageQuery) ([]Message, Page, error) {
-	var pg Page
-	if err := s.r.QueryRow(ctx, `SELECT COUNT(*) FROM messages WHERE user_id = $1 AND created_at >= $2 AND created_at <= $3`,
-		userID, from, to).Scan(&pg.Total); err != nil {
-		return nil, Page{}, fmt.Errorf("count messages: %w", err)
-	}
-	after := pq.After
-	if after == nil && pq.Skip > 0 {
-		if pq.Skip >= pg.Total {
-			return []Message{}, pg, nil
-		}
-		k, ok, err := s.firstKey(ctx, `SELECT created_at, id FROM messages WHERE user_id = $1 AND created_at >= $2 AND created_at <= $3
-			ORDER BY created_at, id`, []any{userID, from, to}, pq.Skip, true)
-		if err != nil || !ok {
-			return []Message{}, pg, err
-		}
-		after = &k
-	}
+func conversationSQL(userID, from, to int64, after *PageKey, size int) listSQL {
+	const filter = ` FROM messages WHERE user_id = $1 AND created_at >= $2 AND created_at <= $3`
+	l := listSQL{count: `SELECT COUNT(*)` + filter, seek: `SELECT created_at, id` + filter + ` ORDER BY created_at, id`,
+		filterArgs: []any{userID, from, to}}
 	var w where
 	w.add("user_id = ?", userID)
 	w.add("created_at <= ?", to)
@@ -189,8 +188,33 @@ func (s *Store) Conversation(ctx context.Context, userID, from, to int64, pq Pag
 	} else {
 		w.add("created_at >= ?", from)
 	}
-	rows, err := s.r.Query(ctx, `SELECT `+messageCols+` FROM messages WHERE `+w.sql()+` ORDER BY created_at, id LIMIT `+w.next(pq.Size+1),
-		w.args...)
+	l.page = `SELECT ` + messageCols + ` FROM messages WHERE ` + w.sql() + ` ORDER BY created_at, id LIMIT ` + w.next(size+1)
+	l.pageArgs = w.args
+	return l
+}
+
+// Conversation pages through a user's messages between two times (Unix ms, inclusive),
+// oldest first, and counts them all. Both the count and the skip to a numbered page read
+// only the index messages_user_time.
+func (s *Store) Conversation(ctx context.Context, userID, from, to int64, pq PageQuery) ([]Message, Page, error) {
+	l := conversationSQL(userID, from, to, nil, pq.Size)
+	var pg Page
+	if err := s.r.QueryRow(ctx, l.count, l.filterArgs...).Scan(&pg.Total); err != nil {
+		return nil, Page{}, fmt.Errorf("count messages: %w", err)
+	}
+	after := pq.After
+	if after == nil && pq.Skip > 0 {
+		if pq.Skip >= pg.Total {
+			return []Message{}, pg, nil
+		}
+		k, ok, err := s.firstKey(ctx, l.seek, l.filterArgs, pq.Skip, true)
+		if err != nil || !ok {
+			return []Message{}, pg, err
+		}
+		after = &k
+	}
+	l = conversationSQL(userID, from, to, after, pq.Size)
+	rows, err := s.r.Query(ctx, l.page, l.pageArgs...)
 	if err != nil {
 		return nil, Page{}, fmt.Errorf("list messages: %w", err)
 	}
