@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/parleyhq/parley/bench/internal/loadgen"
@@ -132,8 +133,9 @@ func main() {
 			return users("attribute_name=user.phone_no&attribute_value=%2B" + randomUser())
 		}},
 	}
-	fmt.Printf("%-58s %8s %8s %8s %8s %9s %6s\n", "read", "requests", "req/s", "p50", "p99", "max", "errors")
+	fmt.Printf("%-58s %8s %8s %8s %8s %9s %9s %6s\n", "read", "requests", "req/s", "p50", "p99", "max", "cpu/req", "errors")
 	for _, c := range cases {
+		cpu0 := cpuTime()
 		res := loadgen.Run(ctx, *readers, *duration, func() (*http.Request, func([]byte) bool) {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(), nil)
 			if err != nil {
@@ -142,8 +144,9 @@ func main() {
 			req.Header.Set("Authorization", "Basic "+srv.Bot.APIKey)
 			return req, nil
 		})
-		fmt.Printf("%-58s %8d %8.0f %8s %8s %9s %6d\n", c.name, res.N, res.PerSecond(), loadgen.Round(res.P(50)), loadgen.Round(res.P(99)),
-			loadgen.Round(res.P(100)), res.Errors)
+		cpu := (cpuTime() - cpu0) / time.Duration(max(1, res.N+res.Errors))
+		fmt.Printf("%-58s %8d %8.0f %8s %8s %9s %9s %6d\n", c.name, res.N, res.PerSecond(), loadgen.Round(res.P(50)), loadgen.Round(res.P(99)),
+			loadgen.Round(res.P(100)), loadgen.Round(cpu), res.Errors)
 		if res.FirstErr != "" {
 			fmt.Printf("  first error: %.300s\n", res.FirstErr)
 		}
@@ -152,6 +155,17 @@ func main() {
 	full := triggers(ctx, srv, &phone, *triggerC, *duration)
 	fmt.Printf("trigger, loaded database: %.0f accepted/s (p50 %s, p99 %s, %d errors): %.0f%% of the empty database's\n",
 		full.PerSecond(), loadgen.Round(full.P(50)), loadgen.Round(full.P(99)), full.Errors, 100*full.PerSecond()/empty.PerSecond())
+}
+
+// cpuTime is the CPU time this process (server and clients) has used: per request, a
+// figure that other work on a shared machine does not inflate as it does latency. On
+// PostgreSQL the database server's own CPU is not in it.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		log.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func fixed(u string) func() string { return func() string { return u } }

@@ -1,5 +1,7 @@
 package store
 
+import "context"
+
 // ListSQL exposes a paged list's statements to the query-plan tests.
 type ListSQL = listSQL
 
@@ -18,4 +20,14 @@ func (s *Store) UsersByAttributeSQL(botID int64, name, value string, after *Page
 // ConversationSQL is the conversations API's statements.
 func ConversationSQL(userID, from, to int64, after *PageKey, size int) ListSQL {
 	return conversationSQL(userID, from, to, after, size)
+}
+
+// MigrateDownTo rolls the schema back to version, for tests of a migration's backfill.
+func (s *Store) MigrateDownTo(ctx context.Context, version int64) error {
+	p, err := s.migrator()
+	if err != nil {
+		return err
+	}
+	_, err = p.DownTo(ctx, version)
+	return err
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"unicode/utf8"
 )
 
 // Lists that answer by page number (the vendor's page_number/page_size) are served
@@ -39,11 +38,10 @@ type Page struct {
 // attrValueKeyLen is how many characters of a value user_attrs keeps (see migration 00008).
 const attrValueKeyLen = 200
 
-// attrValueKey is the part of value that user_attrs holds, and whether that is all of it.
+// attrValueKey is the part of value that user_attrs holds, and whether matching it
+// alone is exact: only for a value shorter than the kept part, since a value of exactly
+// that length shares its key with every longer value that starts with it.
 func attrValueKey(value string) (string, bool) {
-	if utf8.RuneCountInString(value) <= attrValueKeyLen {
-		return value, true
-	}
 	n := 0
 	for i := range value {
 		if n == attrValueKeyLen {
@@ -51,7 +49,7 @@ func attrValueKey(value string) (string, bool) {
 		}
 		n++
 	}
-	return value, true
+	return value, n < attrValueKeyLen
 }
 
 // attrMatch is the condition that keeps a bot's users whose attribute equals value, on
