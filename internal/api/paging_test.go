@@ -20,6 +20,9 @@ type listPage struct {
 	Conversations []struct {
 		MessageID string `json:"message_id"`
 	} `json:"conversations"`
+	Recipients []struct {
+		ChannelUserID string `json:"channelUserId"`
+	} `json:"recipients"`
 	PageNumber int     `json:"page_number"`
 	PageSize   int     `json:"page_size"`
 	Total      int     `json:"total"`
@@ -33,6 +36,9 @@ func (p listPage) ids() []string {
 	}
 	for _, m := range p.Conversations {
 		out = append(out, m.MessageID)
+	}
+	for _, r := range p.Recipients {
+		out = append(out, r.ChannelUserID)
 	}
 	return out
 }
