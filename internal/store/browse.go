@@ -162,6 +162,12 @@ type UserFilter struct {
 // Users lists users matching f, in the order they were first seen.
 func (s *Store) Users(ctx context.Context, f UserFilter) ([]User, error) {
 	var w where
+	if f.AttrName != "" && f.Search == "" {
+		// By attribute alone: the page's keys from user_attrs, then their users (see
+		// usersByAttributeSQL).
+		l := s.usersByAttributeSQL(f.BotID, f.AttrName, f.AttrValue, &PageKey{ID: f.After}, f.Limit-1)
+		return s.scanUsers(ctx, l.page, l.pageArgs)
+	}
 	// A filter by attribute reads the index user_attrs, in id order, and joins the users.
 	from, order := `users u`, `u.id`
 	if f.AttrName != "" {
@@ -182,7 +188,12 @@ func (s *Store) Users(ctx context.Context, f UserFilter) ([]User, error) {
 		w.add(order+" > ?", f.After)
 	}
 	q := `SELECT ` + qualify("u.", s.userCols()) + ` FROM ` + from + ` WHERE ` + w.sql() + ` ORDER BY ` + order + ` LIMIT ` + w.next(f.Limit)
-	rows, err := s.r.Query(ctx, q, w.args...)
+	return s.scanUsers(ctx, q, w.args)
+}
+
+// scanUsers runs a query of users' columns.
+func (s *Store) scanUsers(ctx context.Context, q string, args []any) ([]User, error) {
+	rows, err := s.r.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}

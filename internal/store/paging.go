@@ -122,8 +122,13 @@ func (s *Store) usersByAttributeSQL(botID int64, name, value string, after *Page
 	if after != nil {
 		w.add("a.user_id > ?", after.ID)
 	}
-	l.page = `SELECT ` + qualify("u.", s.userCols()) + ` FROM user_attrs a JOIN users u ON u.id = a.user_id WHERE ` + w.sql() +
-		` ORDER BY a.user_id LIMIT ` + w.next(size+1)
+	// The page's keys first, then their users: joined before the LIMIT, PostgreSQL may
+	// merge-join with a walk of users from its first id, which grows with the page's depth.
+	l.page = `SELECT ` + qualify("u.", s.userCols()) + ` FROM (SELECT a.user_id` + from + ` AND ` + w.conds[len(w.conds)-1]
+	if after == nil {
+		l.page = `SELECT ` + qualify("u.", s.userCols()) + ` FROM (SELECT a.user_id` + from
+	}
+	l.page += ` ORDER BY a.user_id LIMIT ` + w.next(size+1) + `) k JOIN users u ON u.id = k.user_id ORDER BY k.user_id`
 	l.pageArgs = w.args
 	return l
 }
