@@ -47,13 +47,13 @@ func main() {
 	db := flag.String("db", "", "database (default: a fresh SQLite file in a temporary directory)")
 	nMessages := flag.Int("messages", 1_000_000, "messages to store")
 	nUsers := flag.Int("users", 100_000, "users to store")
-	heavyShare := flag.Float64("heavy", 0.2, "share of the messages that belong to one user (the deep conversation)")
+	heavyShare := flag.Float64("heavy", 0.2, "share of the messages that belong to one user (the longest conversation); a second user has a tenth of that")
 	duration := flag.Duration("duration", 5*time.Second, "load time per measurement")
 	readers := flag.Int("concurrency", 4, "clients of the read APIs")
 	triggerC := flag.Int("trigger-concurrency", 16, "clients of the trigger")
 	flag.Parse()
-	if *nUsers < 2 || *nMessages < *nUsers {
-		log.Fatal("need at least 2 users and as many messages as users")
+	if *nUsers < 3 || *nMessages < *nUsers || *heavyShare <= 0 || *heavyShare > 0.5 {
+		log.Fatal("need at least 3 users, as many messages as users, and -heavy in (0, 0.5]")
 	}
 
 	ctx := context.Background()
@@ -75,7 +75,7 @@ func main() {
 		empty.PerSecond(), loadgen.Round(empty.P(50)), loadgen.Round(empty.P(99)), empty.Errors)
 
 	t0 := time.Now()
-	heavyN := load(ctx, st, bot.ID, *nUsers, *nMessages, *heavyShare)
+	heavyN, longN := load(ctx, st, bot.ID, *nUsers, *nMessages, *heavyShare)
 	fmt.Printf("bulk load: %d users, %d messages in %s\n", *nUsers, *nMessages, time.Since(t0).Round(time.Second))
 	if st.Dialect() == store.SQLite {
 		// A bulk load leaves a WAL of a million frames, which every page read then looks
@@ -99,8 +99,6 @@ func main() {
 		fmt.Printf("VACUUM ANALYZE: %s\n", time.Since(t0).Round(time.Second))
 	}
 
-	heavy := fmt.Sprintf("91%010d", loadedPhoneBase)
-	heavyPages := (heavyN + 499) / 500
 	conv := func(cuid string, params string) string {
 		return base + "channel-user/" + cuid + "/conversations?" + params
 	}
@@ -117,34 +115,45 @@ func main() {
 		}
 		return url.QueryEscape(*env.ResponseObject.NextCursor)
 	}
-	deepConvCursor := cursorAt(conv(heavy, fmt.Sprintf("page_number=%d", heavyPages/2)))
+	type readCase struct {
+		name string
+		url  func() string
+	}
+	var cases []readCase
+	for i, n := range []int{longN, heavyN} {
+		cuid := fmt.Sprintf("91%010d", loadedPhoneBase+1-i)
+		pages := (n + 499) / 500
+		if pages < 3 {
+			continue
+		}
+		mid := cursorAt(conv(cuid, fmt.Sprintf("page_number=%d", pages/2)))
+		cases = append(cases,
+			readCase{fmt.Sprintf("conversations, %d-message user, page 1 (500)", n), fixed(conv(cuid, ""))},
+			readCase{fmt.Sprintf("  same user, page %d of %d", pages/2, pages), fixed(conv(cuid, fmt.Sprintf("page_number=%d", pages/2)))},
+			readCase{fmt.Sprintf("  same user, last page (%d)", pages), fixed(conv(cuid, fmt.Sprintf("page_number=%d", pages)))},
+			readCase{"  same user, by cursor mid-way", fixed(conv(cuid, "cursor="+mid))},
+			readCase{"  same user, page_size=50, random page", func() string {
+				return conv(cuid, fmt.Sprintf("page_size=50&page_number=%d", 1+rand.IntN(n/50)))
+			}})
+	}
+	randomUser := func() string { return fmt.Sprintf("91%010d", loadedPhoneBase+2+rand.IntN(*nUsers-2)) }
 	half := *nUsers / 2
 	goldPages := (half + 99) / 100
 	deepUsersCursor := cursorAt(users(fmt.Sprintf("attribute_name=plan&attribute_value=gold&page_number=%d", goldPages/2)))
-	randomUser := func() string { return fmt.Sprintf("91%010d", loadedPhoneBase+1+rand.IntN(*nUsers-1)) }
-
-	cases := []struct {
-		name string
-		url  func() string
-	}{
-		{fmt.Sprintf("conversations, %d-message user, page 1 (500)", heavyN), fixed(conv(heavy, ""))},
-		{fmt.Sprintf("conversations, same user, page %d of %d", heavyPages/2, heavyPages), fixed(conv(heavy, fmt.Sprintf("page_number=%d", heavyPages/2)))},
-		{fmt.Sprintf("conversations, same user, last page (%d)", heavyPages), fixed(conv(heavy, fmt.Sprintf("page_number=%d", heavyPages)))},
-		{"conversations, same user, by cursor mid-way", fixed(conv(heavy, "cursor="+deepConvCursor))},
-		{"conversations, same user, page_size=50, random page", func() string {
-			return conv(heavy, fmt.Sprintf("page_size=50&page_number=%d", 1+rand.IntN(heavyN/50)))
-		}},
-		{"conversations, random ordinary user", func() string { return conv(randomUser(), "") }},
-		{fmt.Sprintf("users, plan=gold (%d), page 1 (100)", half), fixed(users("attribute_name=plan&attribute_value=gold"))},
-		{fmt.Sprintf("users, plan=gold, last page (%d)", goldPages), fixed(users(fmt.Sprintf("attribute_name=plan&attribute_value=gold&page_number=%d", goldPages)))},
-		{"users, plan=gold, by cursor mid-way", fixed(users("attribute_name=plan&attribute_value=gold&cursor=" + deepUsersCursor))},
-		{fmt.Sprintf("users, city=random (%d each), random page", *nUsers/len(cities)), func() string {
+	cases = append(cases,
+		readCase{"conversations, random ordinary user", func() string { return conv(randomUser(), "") }},
+		readCase{fmt.Sprintf("users, plan=gold (%d), page 1 (100)", half), fixed(users("attribute_name=plan&attribute_value=gold"))},
+		readCase{fmt.Sprintf("  plan=gold, last page (%d)", goldPages), fixed(users(fmt.Sprintf("attribute_name=plan&attribute_value=gold&page_number=%d", goldPages)))},
+		readCase{"  plan=gold, by cursor mid-way", fixed(users("attribute_name=plan&attribute_value=gold&cursor=" + deepUsersCursor))},
+		readCase{fmt.Sprintf("users, city=random (%d each), random page", *nUsers/len(cities)), func() string {
 			return users(fmt.Sprintf("attribute_name=city&attribute_value=%s&page_number=%d", cities[rand.IntN(len(cities))], 1+rand.IntN(max(1, *nUsers/len(cities)/100))))
 		}},
-		{"users, user.phone_no=random (1 match)", func() string {
-			return users("attribute_name=user.phone_no&attribute_value=%2B" + randomUser())
+		readCase{"users, cohort=random (1000 each), random page", func() string {
+			return users(fmt.Sprintf("attribute_name=cohort&attribute_value=c%d&page_number=%d", rand.IntN(*nUsers/1000), 1+rand.IntN(10)))
 		}},
-	}
+		readCase{"users, user.phone_no=random (1 match)", func() string {
+			return users("attribute_name=user.phone_no&attribute_value=%2B" + randomUser())
+		}})
 	fmt.Printf("%-58s %8s %8s %8s %8s %9s %9s %6s\n", "read", "requests", "req/s", "p50", "p99", "max", "cpu/req", "errors")
 	for _, c := range cases {
 		cpu0 := cpuTime()
@@ -222,8 +231,9 @@ func triggers(ctx context.Context, srv *loadgen.Server, phone *atomic.Int64, c i
 
 // load stores users and messages in the bot with multi-row inserts, rows per statement
 // and statements per transaction chosen to stay under both engines' parameter limits.
-// One user (the first) gets heavyShare of the messages; the others share the rest.
-func load(ctx context.Context, st *store.Store, botID int64, nUsers, nMessages int, heavyShare float64) (heavyN int) {
+// One user (the first) gets heavyShare of the messages, the second a tenth of that; the
+// others share the rest.
+func load(ctx context.Context, st *store.Store, botID int64, nUsers, nMessages int, heavyShare float64) (heavyN, longN int) {
 	const rowsPerInsert, insertsPerTx = 1000, 20
 	now := time.Now().Add(-24 * time.Hour).UnixMilli()
 	// Users.
@@ -269,6 +279,7 @@ func load(ctx context.Context, st *store.Store, botID int64, nUsers, nMessages i
 	// Messages: the heavy user's first, then round-robin over the others; ids assigned in
 	// order, so user i's id is firstID+i.
 	heavyN = int(float64(nMessages) * heavyShare)
+	longN = heavyN / 10
 	for start := 0; start < nMessages; start += rowsPerInsert * insertsPerTx {
 		err := st.InTx(ctx, func(tx store.Tx) error {
 			for s := start; s < min(start+rowsPerInsert*insertsPerTx, nMessages); s += rowsPerInsert {
@@ -280,8 +291,11 @@ func load(ctx context.Context, st *store.Store, botID int64, nUsers, nMessages i
 						q.WriteByte(',')
 					}
 					user, at := firstID, now+int64(i)
-					if i >= heavyN {
-						user = firstID + 1 + int64((i-heavyN)%(nUsers-1))
+					switch {
+					case i >= heavyN+longN:
+						user = firstID + 2 + int64((i-heavyN-longN)%(nUsers-2))
+					case i >= heavyN:
+						user = firstID + 1
 					}
 					sender, status := "bot", "delivered"
 					if i%3 == 0 {
@@ -301,5 +315,5 @@ func load(ctx context.Context, st *store.Store, botID int64, nUsers, nMessages i
 			log.Fatalf("load messages: %v", err)
 		}
 	}
-	return heavyN
+	return heavyN, longN
 }
