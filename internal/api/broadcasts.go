@@ -199,15 +199,16 @@ func (s *Server) serveRecipients(w http.ResponseWriter, r *http.Request, botID i
 			return invalid("status must be one of %s", strings.Join(recipientStatuses, ", "))
 		}
 	}
-	number, size, e := page(q, 100, 1000)
+	pr, e := page(q, cursorRecipients, 100, 1000)
 	if e != nil {
 		return e
 	}
-	rs, total, err := s.Broadcasts.Recipients(r.Context(), botID, id, status, size, (number-1)*size)
+	rs, pg, err := s.Broadcasts.Recipients(r.Context(), botID, id, status, pr.query)
 	if err != nil {
 		return s.broadcastError(r, err)
 	}
-	writeOK(w, map[string]any{"broadcastId": id, "recipients": rs, "page_number": number, "page_size": size, "total": total})
+	writeOK(w, map[string]any{"broadcastId": id, "recipients": rs, "page_number": pr.number, "page_size": pr.size, "total": pg.Total,
+		"next_cursor": encodeCursor(cursorRecipients, pr.number, pg.Next)})
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -177,6 +178,18 @@ func TestBroadcastV1(t *testing.T) {
 		}
 		if p := e.recipients(e.a, v.BroadcastID, "?status=failed"); p.Total != 1 || p.Recipients[0].ChannelUserID != "919019486733" {
 			t.Fatalf("failed recipients = %+v", p)
+		}
+		// Recipients page by number and by cursor alike, with and without a status.
+		recipients := fmt.Sprintf("%s/broadcast/%d/recipients", botPath("v2.0", e.a), v.BroadcastID)
+		for _, c := range []struct {
+			status string
+			want   []string
+		}{{"", []string{"919019486732", "919019486733"}}, {"delivered", []string{"919019486732"}}, {"failed", []string{"919019486733"}}} {
+			for _, size := range []int{1, 2, 3} {
+				if got := e.walk(t, recipients+"?status="+c.status, size, len(c.want)); !slices.Equal(got, c.want) {
+					t.Fatalf("recipients (status %q, %d a page) = %v, want %v", c.status, size, got, c.want)
+				}
+			}
 		}
 		if got := texts(e.conversation(e.b, "919019486733")); got != "" {
 			t.Fatalf("another bot's user got %q", got)

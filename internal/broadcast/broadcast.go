@@ -388,20 +388,20 @@ type RecipientView struct {
 }
 
 // Recipients pages through a broadcast's recipients (status "" for all).
-func (s *Service) Recipients(ctx context.Context, botID, id int64, status string, limit, offset int) ([]RecipientView, int, error) {
+func (s *Service) Recipients(ctx context.Context, botID, id int64, status string, pq store.PageQuery) ([]RecipientView, store.Page, error) {
 	b, err := s.st.BroadcastByID(ctx, botID, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, 0, fmt.Errorf("%w: %d", ErrNotFound, id)
+		return nil, store.Page{}, fmt.Errorf("%w: %d", ErrNotFound, id)
 	} else if err != nil {
-		return nil, 0, err
+		return nil, store.Page{}, err
 	}
 	cs, err := storedContents(b)
 	if err != nil {
-		return nil, 0, err
+		return nil, store.Page{}, err
 	}
-	rs, total, err := s.st.BroadcastRecipients(ctx, b, len(cs), status, limit, offset)
+	rs, pg, err := s.st.BroadcastRecipients(ctx, b, len(cs), status, pq)
 	if err != nil {
-		return nil, 0, err
+		return nil, store.Page{}, err
 	}
 	out := make([]RecipientView, len(rs))
 	for i, r := range rs {
@@ -413,7 +413,7 @@ func (s *Service) Recipients(ctx context.Context, botID, id int64, status string
 			out[i].ProviderMessageID = *r.ProviderID
 		}
 	}
-	return out, total, nil
+	return out, pg, nil
 }
 
 // Cancel stops a broadcast: before publishing nothing is sent; while publishing, the

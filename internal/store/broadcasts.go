@@ -357,26 +357,48 @@ type BroadcastRecipient struct {
 }
 
 // BroadcastRecipients pages through the recipients of a broadcast of messages messages
-// in order, optionally with one shown status, and counts them.
-func (s *Store) BroadcastRecipients(ctx context.Context, b Broadcast, messages int, status string, limit, offset int) ([]BroadcastRecipient, int, error) {
+// in order, optionally with one shown status, and counts them. Without a status both the
+// count and the skip to a numbered page read only the index of (broadcast_id, seq); a
+// status, which a sent recipient takes from its last message, needs that message too.
+func (s *Store) BroadcastRecipients(ctx context.Context, b Broadcast, messages int, status string, pq PageQuery) ([]BroadcastRecipient, Page, error) {
 	id := b.ID
-	filter := ""
-	args := []any{id, b.BotID, broadcastKeyPrefix(id, messages-1)}
+	from := ` FROM broadcast_recipients r WHERE r.broadcast_id = $1`
+	filterArgs := []any{id}
 	if status != "" {
-		filter = ` AND ` + recipientStatusSQL + ` = $4`
+		from = ` FROM broadcast_recipients r ` + recipientMessageJoin + ` WHERE r.broadcast_id = $1 AND ` + recipientStatusSQL + ` = $4`
+		filterArgs = []any{id, b.BotID, broadcastKeyPrefix(id, messages-1), status}
+	}
+	var pg Page
+	if err := s.r.QueryRow(ctx, `SELECT COUNT(*)`+from, filterArgs...).Scan(&pg.Total); err != nil {
+		return nil, Page{}, fmt.Errorf("count recipients of broadcast #%d: %w", id, err)
+	}
+	after := pq.After
+	if after == nil && pq.Skip > 0 {
+		if pq.Skip >= pg.Total {
+			return []BroadcastRecipient{}, pg, nil
+		}
+		k, ok, err := s.firstKey(ctx, `SELECT r.seq`+from+` ORDER BY r.seq`, filterArgs, pq.Skip, false)
+		if err != nil || !ok {
+			return []BroadcastRecipient{}, pg, err
+		}
+		after = &k
+	}
+	args := []any{id, b.BotID, broadcastKeyPrefix(id, messages-1)}
+	cond := ``
+	if status != "" {
 		args = append(args, status)
+		cond += ` AND ` + recipientStatusSQL + ` = $4`
 	}
-	from := ` FROM broadcast_recipients r ` + recipientMessageJoin + ` WHERE r.broadcast_id = $1` + filter
-	var total int
-	if err := s.r.QueryRow(ctx, `SELECT COUNT(*)`+from, args...).Scan(&total); err != nil {
-		return nil, 0, fmt.Errorf("count recipients of broadcast #%d: %w", id, err)
+	if after != nil {
+		args = append(args, after.ID)
+		cond += ` AND r.seq > $` + strconv.Itoa(len(args))
 	}
-	n := len(args)
+	args = append(args, pq.Size+1)
 	rows, err := s.r.Query(ctx, `SELECT r.seq, r.channel_user_id, `+recipientStatusSQL+`, CASE WHEN m.error <> '' THEN m.error ELSE r.error END,
-		m.id, m.provider_id, r.updated_at`+from+` ORDER BY r.seq LIMIT $`+strconv.Itoa(n+1)+` OFFSET $`+strconv.Itoa(n+2),
-		append(args, limit, offset)...)
+		m.id, m.provider_id, r.updated_at FROM broadcast_recipients r `+recipientMessageJoin+`
+		WHERE r.broadcast_id = $1`+cond+` ORDER BY r.seq LIMIT $`+strconv.Itoa(len(args)), args...)
 	if err != nil {
-		return nil, 0, fmt.Errorf("list recipients of broadcast #%d: %w", id, err)
+		return nil, Page{}, fmt.Errorf("list recipients of broadcast #%d: %w", id, err)
 	}
 	defer rows.Close()
 	out := []BroadcastRecipient{}
@@ -384,14 +406,21 @@ func (s *Store) BroadcastRecipients(ctx context.Context, b Broadcast, messages i
 		var r BroadcastRecipient
 		var errText *string
 		if err := rows.Scan(&r.Seq, &r.ChannelUserID, &r.Status, &errText, &r.MessageID, &r.ProviderID, &r.UpdatedAt); err != nil {
-			return nil, 0, fmt.Errorf("list recipients of broadcast #%d: %w", id, err)
+			return nil, Page{}, fmt.Errorf("list recipients of broadcast #%d: %w", id, err)
 		}
 		if errText != nil {
 			r.Error = *errText
 		}
 		out = append(out, r)
 	}
-	return out, total, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, Page{}, fmt.Errorf("list recipients of broadcast #%d: %w", id, err)
+	}
+	if len(out) > pq.Size {
+		out = out[:pq.Size]
+		pg.Next = &PageKey{ID: int64(out[len(out)-1].Seq)}
+	}
+	return out, pg, nil
 }
 
 // CancelBroadcast cancels a scheduled or publishing broadcast: its recipients not yet
