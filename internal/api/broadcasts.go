@@ -98,6 +98,9 @@ func (s *Server) createBroadcast(w http.ResponseWriter, r *http.Request, p auth.
 		return e
 	}
 	v, dup, err := s.Broadcasts.Create(r.Context(), p.BotID, plan, key)
+	if errors.Is(err, broadcast.ErrAccepting) {
+		return errorf(http.StatusConflict, CodeConflict, "CONFLICT", "%s", err.Error())
+	}
 	if err != nil {
 		return s.failed(r, "create broadcast", err)
 	}
@@ -196,15 +199,16 @@ func (s *Server) serveRecipients(w http.ResponseWriter, r *http.Request, botID i
 			return invalid("status must be one of %s", strings.Join(recipientStatuses, ", "))
 		}
 	}
-	number, size, e := page(q, 100, 1000)
+	pr, e := page(q, cursorRecipients, 100, 1000)
 	if e != nil {
 		return e
 	}
-	rs, total, err := s.Broadcasts.Recipients(r.Context(), botID, id, status, size, (number-1)*size)
+	rs, pg, err := s.Broadcasts.Recipients(r.Context(), botID, id, status, pr.query)
 	if err != nil {
 		return s.broadcastError(r, err)
 	}
-	writeOK(w, map[string]any{"broadcastId": id, "recipients": rs, "page_number": number, "page_size": size, "total": total})
+	writeOK(w, map[string]any{"broadcastId": id, "recipients": rs, "page_number": pr.number, "page_size": pr.size, "total": pg.Total,
+		"next_cursor": encodeCursor(cursorRecipients, pr.number, pg.Next)})
 	return nil
 }
 

@@ -314,7 +314,7 @@ func (c *crashEnv) messages(digits string) []store.Message {
 	if err != nil {
 		c.t.Fatalf("user %s: %v", digits, err)
 	}
-	msgs, _, err := c.st.Conversation(context.Background(), u.ID, 0, time.Now().Add(time.Hour).UnixMilli(), 100, 0)
+	msgs, _, err := c.st.Conversation(context.Background(), u.ID, 0, time.Now().Add(time.Hour).UnixMilli(), store.PageQuery{Size: 100})
 	if err != nil {
 		c.t.Fatal(err)
 	}

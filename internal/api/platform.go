@@ -1,8 +1,10 @@
 package api
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -238,26 +240,81 @@ func toUserJSON(u store.User) userJSON {
 		UpdatedAt: formatTime(u.UpdatedAt), UpdatedAtMS: u.UpdatedAt.UnixMilli(), Attributes: u.Attrs}
 }
 
-// page reads page_number and page_size.
-func page(q url.Values, defSize, maxSize int) (number, size int, e *Error) {
-	number, size = 1, defSize
+// pageRequest is a list's page as asked: by number, or by a cursor from an earlier page.
+type pageRequest struct {
+	number, size int
+	query        store.PageQuery
+}
+
+// page reads page_number, page_size and cursor (also accepted as after) for the list
+// kind. A cursor carries its page's number, so a page reached by cursor reports the same
+// page_number as the one asked for by number.
+func page(q url.Values, kind string, defSize, maxSize int) (pageRequest, *Error) {
+	p := pageRequest{number: 1, size: defSize}
 	if v := q.Get("page_number"); v != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 1 || n > maxPageNumber {
-			return 0, 0, errorf(http.StatusBadRequest, CodeInvalidPage, "INVALID_PAGE_NUMBER",
+			return p, errorf(http.StatusBadRequest, CodeInvalidPage, "INVALID_PAGE_NUMBER",
 				"Please enter the correct page number. The page number in the API is a positive integer value starting with 1 (at most %d).", maxPageNumber)
 		}
-		number = n
+		p.number = n
 	}
 	if v := q.Get("page_size"); v != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 1 || n > maxSize {
-			return 0, 0, invalid("page_size must be a whole number from 1 to %d", maxSize)
+			return p, invalid("page_size must be a whole number from 1 to %d", maxSize)
 		}
-		size = n
+		p.size = n
 	}
-	return number, size, nil
+	p.query = store.PageQuery{Size: p.size, Skip: int64(p.number-1) * int64(p.size)}
+	c := q.Get("cursor")
+	if c == "" {
+		c = q.Get("after")
+	}
+	if c != "" {
+		number, key, ok := decodeCursor(kind, c)
+		if !ok {
+			return p, invalid("cursor is not a next_cursor this list gave: start again without it")
+		}
+		p.number, p.query.After, p.query.Skip = number, &key, 0
+	}
+	return p, nil
 }
+
+// encodeCursor makes the opaque cursor of the page after the one with this number, which
+// ended at key; nil when there is no next page.
+func encodeCursor(kind string, number int, key *store.PageKey) *string {
+	if key == nil || number >= maxPageNumber {
+		return nil
+	}
+	c := base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%s.%d.%d.%d", kind, number+1, key.Time, key.ID))
+	return &c
+}
+
+func decodeCursor(kind, c string) (int, store.PageKey, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return 0, store.PageKey{}, false
+	}
+	parts := strings.Split(string(b), ".")
+	if len(parts) != 4 || parts[0] != kind {
+		return 0, store.PageKey{}, false
+	}
+	number, err1 := strconv.Atoi(parts[1])
+	t, err2 := strconv.ParseInt(parts[2], 10, 64)
+	id, err3 := strconv.ParseInt(parts[3], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || number < 2 || number > maxPageNumber || t < 0 || id < 0 {
+		return 0, store.PageKey{}, false
+	}
+	return number, store.PageKey{Time: t, ID: id}, true
+}
+
+// Cursor kinds: a cursor of one list is refused by another.
+const (
+	cursorUsers         = "u"
+	cursorConversations = "c"
+	cursorRecipients    = "r"
+)
 
 func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, p auth.Principal) *Error {
 	q := r.URL.Query()
@@ -268,11 +325,14 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, p auth.Princi
 	if !flow.ValidAttributeName(name) {
 		return invalid("%q is not a valid attribute name", name)
 	}
-	number, size, e := page(q, 100, 500)
+	if err := sanitize.Check(value); err != nil {
+		return invalid("attribute_value %v", err)
+	}
+	pr, e := page(q, cursorUsers, 100, 500)
 	if e != nil {
 		return e
 	}
-	users, total, err := s.Store.UsersByAttribute(r.Context(), p.BotID, name, value, size, (number-1)*size)
+	users, pg, err := s.Store.UsersByAttribute(r.Context(), p.BotID, name, value, pr.query)
 	if err != nil {
 		return s.failed(r, "list users", err)
 	}
@@ -280,7 +340,8 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, p auth.Princi
 	for i, u := range users {
 		out[i] = toUserJSON(u)
 	}
-	writeOK(w, map[string]any{"users": out, "page_number": number, "page_size": size, "total": total})
+	writeOK(w, map[string]any{"users": out, "page_number": pr.number, "page_size": pr.size, "total": pg.Total,
+		"next_cursor": encodeCursor(cursorUsers, pr.number, pg.Next)})
 	return nil
 }
 
@@ -341,7 +402,7 @@ func (s *Server) serveConversations(w http.ResponseWriter, r *http.Request, botI
 	if to < from {
 		return badDate
 	}
-	number, size, e := page(q, 500, 1000)
+	pr, e := page(q, cursorConversations, 500, 1000)
 	if e != nil {
 		return e
 	}
@@ -352,7 +413,7 @@ func (s *Server) serveConversations(w http.ResponseWriter, r *http.Request, botI
 	if err != nil {
 		return s.failed(r, "conversations: user", err)
 	}
-	msgs, total, err := s.Store.Conversation(r.Context(), u.ID, from, to, size, (number-1)*size)
+	msgs, pg, err := s.Store.Conversation(r.Context(), u.ID, from, to, pr.query)
 	if err != nil {
 		return s.failed(r, "conversations", err)
 	}
@@ -361,6 +422,6 @@ func (s *Server) serveConversations(w http.ResponseWriter, r *http.Request, botI
 		out[i] = toMessageJSON(m)
 	}
 	writeOK(w, map[string]any{"channel_user_id": u.ChannelUserID, "conversations": out,
-		"page_number": number, "page_size": size, "total": total})
+		"page_number": pr.number, "page_size": pr.size, "total": pg.Total, "next_cursor": encodeCursor(cursorConversations, pr.number, pg.Next)})
 	return nil
 }

@@ -162,28 +162,38 @@ type UserFilter struct {
 // Users lists users matching f, in the order they were first seen.
 func (s *Store) Users(ctx context.Context, f UserFilter) ([]User, error) {
 	var w where
-	w.add("bot_id = ?", f.BotID)
+	if f.AttrName != "" && f.Search == "" {
+		// By attribute alone: the page's keys from user_attrs, then their users (see
+		// usersByAttributeSQL).
+		l := s.usersByAttributeSQL(f.BotID, f.AttrName, f.AttrValue, &PageKey{ID: f.After}, f.Limit-1)
+		return s.scanUsers(ctx, l.page, l.pageArgs)
+	}
+	// A filter by attribute reads the index user_attrs, in id order, and joins the users.
+	from, order := `users u`, `u.id`
 	if f.AttrName != "" {
-		if s.dialect == Postgres {
-			w.add("attrs @> ?::jsonb", marshalAttrs(map[string]string{f.AttrName: f.AttrValue}))
-		} else {
-			// Attribute names are validated by callers and cannot contain quotes.
-			w.add(`json_extract(attrs, '$."`+f.AttrName+`"') = ?`, f.AttrValue)
-		}
+		s.attrMatch(&w, f.BotID, f.AttrName, f.AttrValue)
+		from, order = `user_attrs a JOIN users u ON u.id = a.user_id`, `a.user_id`
+	} else {
+		w.add("u.bot_id = ?", f.BotID)
 	}
 	if f.Search != "" {
-		name := `json_extract(attrs, '$."user.user_name"')`
+		name := `json_extract(u.attrs, '$."user.user_name"')`
 		if s.dialect == Postgres {
-			name = `(attrs ->> 'user.user_name')`
+			name = `(u.attrs ->> 'user.user_name')`
 		}
 		p1, p2 := w.next(likePrefix(f.Search)), w.next(likePrefix(strings.ToLower(f.Search)))
-		w.conds = append(w.conds, `(channel_user_id LIKE `+p1+` ESCAPE '\' OR LOWER(`+name+`) LIKE `+p2+` ESCAPE '\')`)
+		w.conds = append(w.conds, `(u.channel_user_id LIKE `+p1+` ESCAPE '\' OR LOWER(`+name+`) LIKE `+p2+` ESCAPE '\')`)
 	}
 	if f.After > 0 {
-		w.add("id > ?", f.After)
+		w.add(order+" > ?", f.After)
 	}
-	q := `SELECT ` + s.userCols() + ` FROM users WHERE ` + w.sql() + ` ORDER BY id LIMIT ` + w.next(f.Limit)
-	rows, err := s.r.Query(ctx, q, w.args...)
+	q := `SELECT ` + qualify("u.", s.userCols()) + ` FROM ` + from + ` WHERE ` + w.sql() + ` ORDER BY ` + order + ` LIMIT ` + w.next(f.Limit)
+	return s.scanUsers(ctx, q, w.args)
+}
+
+// scanUsers runs a query of users' columns.
+func (s *Store) scanUsers(ctx context.Context, q string, args []any) ([]User, error) {
+	rows, err := s.r.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}

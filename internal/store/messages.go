@@ -165,28 +165,3 @@ func (s *Store) ApplyDeliveryStatus(ctx context.Context, botID int64, providerID
 	}
 	return found > 0, nil
 }
-
-// Conversation pages through a user's messages between two times (Unix ms, inclusive),
-// oldest first, and counts them all.
-func (s *Store) Conversation(ctx context.Context, userID, from, to int64, limit, offset int) ([]Message, int, error) {
-	var total int
-	if err := s.r.QueryRow(ctx, `SELECT COUNT(*) FROM messages WHERE user_id = $1 AND created_at >= $2 AND created_at <= $3`,
-		userID, from, to).Scan(&total); err != nil {
-		return nil, 0, fmt.Errorf("count messages: %w", err)
-	}
-	rows, err := s.r.Query(ctx, `SELECT `+messageCols+` FROM messages WHERE user_id = $1 AND created_at >= $2 AND created_at <= $3
-		ORDER BY created_at, id LIMIT $4 OFFSET $5`, userID, from, to, limit, offset)
-	if err != nil {
-		return nil, 0, fmt.Errorf("list messages: %w", err)
-	}
-	defer rows.Close()
-	out := []Message{}
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, 0, fmt.Errorf("list messages: %w", err)
-		}
-		out = append(out, m)
-	}
-	return out, total, rows.Err()
-}

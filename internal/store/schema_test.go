@@ -35,9 +35,7 @@ type dbSchema struct {
 
 // dialectOnlyIndexes are the indexes one engine has and the other cannot: the reason is
 // the engine's own kind of index.
-var dialectOnlyIndexes = map[string]string{
-	"users_attrs": "PostgreSQL only: a GIN index over the JSONB attributes (SQLite has no such index type)",
-}
+var dialectOnlyIndexes = map[string]string{}
 
 // TestMigrationsAgree compares the schemas the two migration sets build: the same tables,
 // the same columns with the same type family and nullability, the same named indexes, and

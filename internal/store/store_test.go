@@ -100,17 +100,17 @@ func TestUsers(t *testing.T) {
 				t.Fatalf("merged attrs = %v, want %v", u2.Attrs, want)
 			}
 		}
-		got, total, err := st.UsersByAttribute(ctx, b.ID, "city", "Pune", 10, 0)
-		if err != nil || total != 1 || len(got) != 1 || got[0].ChannelUserID != "919876543210" {
-			t.Fatalf("UsersByAttribute = %v, %d, %v", got, total, err)
+		got, pg, err := st.UsersByAttribute(ctx, b.ID, "city", "Pune", store.PageQuery{Size: 10})
+		if err != nil || pg.Total != 1 || len(got) != 1 || got[0].ChannelUserID != "919876543210" {
+			t.Fatalf("UsersByAttribute = %v, %+v, %v", got, pg, err)
 		}
-		got, total, err = st.UsersByAttribute(ctx, b.ID, "user.user_name", "Asha", 10, 0)
-		if err != nil || total != 1 || len(got) != 1 {
-			t.Fatalf("UsersByAttribute(dotted name) = %v, %d, %v", got, total, err)
+		got, pg, err = st.UsersByAttribute(ctx, b.ID, "user.user_name", "Asha", store.PageQuery{Size: 10})
+		if err != nil || pg.Total != 1 || len(got) != 1 {
+			t.Fatalf("UsersByAttribute(dotted name) = %v, %+v, %v", got, pg, err)
 		}
-		got, total, err = st.UsersByAttribute(ctx, b.ID, "city", "Mumbai", 10, 0)
-		if err != nil || total != 0 || len(got) != 0 {
-			t.Fatalf("UsersByAttribute(no match) = %v, %d, %v", got, total, err)
+		got, pg, err = st.UsersByAttribute(ctx, b.ID, "city", "Mumbai", store.PageQuery{Size: 10})
+		if err != nil || pg.Total != 0 || len(got) != 0 {
+			t.Fatalf("UsersByAttribute(no match) = %v, %+v, %v", got, pg, err)
 		}
 	})
 }

@@ -246,35 +246,3 @@ func (s *Store) UserByID(ctx context.Context, q Querier, id int64) (User, error)
 	}
 	return u, nil
 }
-
-// UsersByAttribute pages through a bot's users whose attribute equals value, oldest
-// first, and counts them all.
-func (s *Store) UsersByAttribute(ctx context.Context, botID int64, name, value string, limit, offset int) ([]User, int, error) {
-	where := `bot_id = $1 AND json_extract(attrs, $2) = $3`
-	key := `$."` + name + `"` // attribute names cannot contain quotes (validated by callers)
-	args := []any{botID, key, value}
-	if s.dialect == Postgres {
-		where = `bot_id = $1 AND attrs @> $2::jsonb`
-		args = []any{botID, marshalAttrs(map[string]string{name: value})}
-	}
-	var total int
-	if err := s.r.QueryRow(ctx, `SELECT COUNT(*) FROM users WHERE `+where, args...).Scan(&total); err != nil {
-		return nil, 0, fmt.Errorf("count users: %w", err)
-	}
-	n := len(args)
-	rows, err := s.r.Query(ctx, fmt.Sprintf(`SELECT %s FROM users WHERE %s ORDER BY id LIMIT $%d OFFSET $%d`, s.userCols(), where, n+1, n+2),
-		append(args, limit, offset)...)
-	if err != nil {
-		return nil, 0, fmt.Errorf("list users: %w", err)
-	}
-	defer rows.Close()
-	out := []User{}
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, 0, fmt.Errorf("list users: %w", err)
-		}
-		out = append(out, u)
-	}
-	return out, total, rows.Err()
-}
