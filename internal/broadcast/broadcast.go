@@ -280,17 +280,16 @@ func (s *Service) Get(ctx context.Context, botID, id int64, summary bool) (View,
 // (audience.rule.channelUserIds, users), which make a large broadcast's view megabytes;
 // totals.recipients counts them.
 func (s *Service) view(ctx context.Context, b store.Broadcast, summary bool) (View, error) {
-	v := View{}
-	if err := json.Unmarshal(b.Request, &v); err != nil {
-		return nil, fmt.Errorf("broadcast #%d request: %w", b.ID, err)
-	}
+	request := b.Request
 	if summary {
-		delete(v, "users")
-		if aud, ok := v["audience"].(map[string]any); ok {
-			if rule, ok := aud["rule"].(map[string]any); ok {
-				delete(rule, "channelUserIds")
-			}
+		var err error
+		if request, err = withoutRecipientLists(request); err != nil {
+			return nil, fmt.Errorf("broadcast #%d request: %w", b.ID, err)
 		}
+	}
+	v := View{}
+	if err := json.Unmarshal(request, &v); err != nil {
+		return nil, fmt.Errorf("broadcast #%d request: %w", b.ID, err)
 	}
 	cs, err := storedContents(b)
 	if err != nil {
@@ -314,6 +313,46 @@ func (s *Service) view(ctx context.Context, b store.Broadcast, summary bool) (Vi
 	return v, nil
 }
 
+// withoutRecipientLists is a stored request without users and
+// audience.rule.channelUserIds, taken out before the rest is decoded: decoding a list of
+// 100,000 recipients into values, only to drop it, was most of what a poll of a large
+// broadcast cost.
+func withoutRecipientLists(request []byte) ([]byte, error) {
+	top, err := withoutField(request, "users")
+	if err != nil {
+		return nil, err
+	}
+	if audience, ok := top["audience"]; ok {
+		fields, err := withoutField(audience, "")
+		if err != nil {
+			return nil, err
+		}
+		if rule, ok := fields["rule"]; ok {
+			ruleFields, err := withoutField(rule, "channelUserIds")
+			if err != nil {
+				return nil, err
+			}
+			if fields["rule"], err = json.Marshal(ruleFields); err != nil {
+				return nil, err
+			}
+		}
+		if top["audience"], err = json.Marshal(fields); err != nil {
+			return nil, err
+		}
+	}
+	return json.Marshal(top)
+}
+
+// withoutField splits a JSON object into its fields, left undecoded, dropping one.
+func withoutField(object []byte, name string) (map[string]json.RawMessage, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(object, &fields); err != nil {
+		return nil, err
+	}
+	delete(fields, name)
+	return fields, nil
+}
+
 // totalsCacheShare bounds the share of the time a server spends counting the
 // recipients of a broadcast that clients poll: a count that took d is reused for
 // d/totalsCacheShare, however often they ask. A small broadcast's totals are thus
@@ -324,7 +363,9 @@ const (
 )
 
 type cachedTotals struct {
-	updatedAt int64 // the broadcast's, when counted: a change of status counts again
+	// The broadcast's status and update time when counted: a change counts again.
+	status    string
+	updatedAt int64
 	until     time.Time
 	totals    store.BroadcastTotals
 }
@@ -337,7 +378,7 @@ func (s *Service) totals(ctx context.Context, b store.Broadcast, messages int) (
 	s.totalsMu.Lock()
 	c, ok := s.totalsCache[b.ID]
 	s.totalsMu.Unlock()
-	if ok && c.updatedAt == b.UpdatedAt && now.Before(c.until) {
+	if ok && c.status == b.Status && c.updatedAt == b.UpdatedAt && now.Before(c.until) {
 		return c.totals, nil
 	}
 	t, err := s.st.BroadcastTotals(ctx, b, messages)
@@ -356,7 +397,7 @@ func (s *Service) totals(ctx context.Context, b store.Broadcast, messages int) (
 	}
 	if len(s.totalsCache) < maxCachedTotals {
 		age := time.Duration(float64(took) / totalsCacheShare)
-		s.totalsCache[b.ID] = cachedTotals{updatedAt: b.UpdatedAt, until: now.Add(age), totals: t}
+		s.totalsCache[b.ID] = cachedTotals{status: b.Status, updatedAt: b.UpdatedAt, until: now.Add(age), totals: t}
 	}
 	return t, nil
 }
