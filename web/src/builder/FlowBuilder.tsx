@@ -101,6 +101,19 @@ interface Lit {
   shown: number
 }
 
+/**
+ * The nodes of a run lit so far, in order: its steps shown yet, then the node it waits
+ * at (a step is recorded once a node is done with, so an input waiting for the reply is
+ * not one yet).
+ */
+function litPath(lit: Lit | null): string[] {
+  if (!lit) return []
+  const path = lit.run.steps.slice(0, lit.shown).map((s) => s.node)
+  const cur = lit.run.current_node
+  if (lit.shown >= lit.run.steps.length && cur && !ended(lit.run) && path[path.length - 1] !== cur) path.push(cur)
+  return path
+}
+
 function emptyModel(key: string): Model {
   return { key, name: '', start: '', nodes: [], positions: {}, extra: {} }
 }
@@ -269,19 +282,18 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
 
   const litNodes = useMemo(() => {
     const out = new Map<string, 'current' | 'passed'>()
-    if (!lit) return out
-    const steps = lit.run.steps.slice(0, lit.shown)
-    steps.forEach((s, i) => out.set(s.node, i === steps.length - 1 ? 'current' : 'passed'))
+    const path = litPath(lit)
+    path.forEach((id, i) => out.set(id, i === path.length - 1 ? 'current' : 'passed'))
     return out
   }, [lit])
 
   const litEdges = useMemo(() => {
     const out = new Set<string>()
     if (!lit) return out
-    const steps = lit.run.steps.slice(0, lit.shown)
-    for (let i = 0; i + 1 < steps.length; i++) {
-      const a = steps[i]?.node
-      const b = steps[i + 1]?.node
+    const path = litPath(lit)
+    for (let i = 0; i + 1 < path.length; i++) {
+      const a = path[i]
+      const b = path[i + 1]
       const n = shown.nodes.find((x) => x.id === a)
       const e = n && exits(n).find((x) => x.target === b)
       if (e && a) out.add(`${a}:${e.handle}`)

@@ -465,7 +465,7 @@ function HttpFields({ node, change, names, ids }: Ctx) {
         </fieldset>
       )}
       <label>
-        Body
+        Body mode
         <select
           value={mode}
           onChange={(e) => change(put(node, 'body', e.target.value === 'none' && !body ? undefined : { mode: e.target.value }), 'body.mode')}

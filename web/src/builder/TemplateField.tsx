@@ -96,14 +96,14 @@ export function TemplateField({
     onBlur: () => window.setTimeout(() => setRef0(null), 150),
   }
   return (
-    <label className="template-field">
-      {label}
+    <div className="template-field">
+      <label htmlFor={`${id}-f`}>{label}</label>
       {multiline ? (
-        <textarea rows={3} {...common} onChange={(e) => onChange(e.target.value)} />
+        <textarea id={`${id}-f`} rows={3} {...common} onChange={(e) => onChange(e.target.value)} />
       ) : (
-        <input {...common} onChange={(e) => onChange(e.target.value)} />
+        <input id={`${id}-f`} {...common} onChange={(e) => onChange(e.target.value)} />
       )}
-      <ul id={`${id}-list`} role="listbox" className="suggest" hidden={!open} aria-label={`Attributes for ${label}`}>
+      <ul id={`${id}-list`} role="listbox" className="suggest" hidden={!open} aria-label="Attribute suggestions">
         {options.map((o, i) => (
           <li
             key={o}
@@ -119,6 +119,6 @@ export function TemplateField({
           </li>
         ))}
       </ul>
-    </label>
+    </div>
   )
 }

@@ -157,7 +157,7 @@ function NewFlow({ bot }: { bot: BotCtx }) {
       <h2>New flow</h2>
       <label>
         New flow key
-        <input required pattern="[A-Za-z0-9_-]{1,100}" value={key} onChange={(e) => setKey(e.target.value)} placeholder="order_update" />
+        <input required pattern="[A-Za-z0-9_\-]{1,100}" value={key} onChange={(e) => setKey(e.target.value)} placeholder="order_update" />
       </label>
       <button type="submit" className="primary">
         Open the builder
