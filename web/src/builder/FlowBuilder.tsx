@@ -47,7 +47,8 @@ const rfNodeTypes = { step: StepNode }
 const dragType = 'application/x-parley-node'
 
 interface Loaded0 {
-  text: string | null
+  first: { model: Model; viewport: Viewport | null; laidOut: boolean }
+  layoutMs: number
   source: 'draft' | 'published' | 'new'
   version: number
   publishedDoc: DocNode[] | null
@@ -69,8 +70,17 @@ export default function FlowBuilder({ bot, flowKey }: { bot: BotCtx; flowKey: st
       publishedDoc = ((JSON.parse(publishedText) as { nodes?: DocNode[] }).nodes ?? []) as DocNode[]
     }
     const text = draft ? await bot.api.draft(flowKey) : publishedText
+    // A document without a layout is laid out before it is first drawn.
+    const first = parseModel(text, flowKey)
+    let layoutMs = 0
+    if (!first.laidOut) {
+      const t0 = performance.now()
+      first.model = { ...first.model, positions: await autoLayout(first.model.nodes) }
+      layoutMs = Math.max(1, Math.round(performance.now() - t0))
+    }
     return {
-      text,
+      first,
+      layoutMs,
       source: draft ? 'draft' : flow ? 'published' : 'new',
       version: flow?.version ?? 0,
       publishedDoc,
@@ -128,7 +138,7 @@ function parseModel(text: string | null, key: string) {
 function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: string; initial: Loaded0; reload: () => void }) {
   const api = useApi()
   const rf = useReactFlow()
-  const first = useMemo(() => parseModel(initial.text, flowKey), [initial, flowKey])
+  const first = initial.first
   const [model, setModelState] = useState<Model>(first.model)
   const modelRef = useRef(model)
   const setModel = useCallback((m: Model) => {
@@ -149,7 +159,7 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
   const [tab, setTab] = useState<Tab>('node')
   const [viewing, setViewing] = useState<{ version: number; model: Model } | null>(null)
   const [lit, setLit] = useState<Lit | null>(null)
-  const [layoutMs, setLayoutMs] = useState<number | null>(first.laidOut ? 0 : null)
+  const [layoutMs, setLayoutMs] = useState<number>(initial.layoutMs)
   const [source, setSource] = useState(initial.source)
   const [version, setVersion] = useState(initial.version)
   const [publishedDoc, setPublishedDoc] = useState(initial.publishedDoc)
@@ -163,6 +173,8 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
   const versions = useLoad(() => (version > 0 ? bot.api.versions(flowKey) : Promise.resolve([] as FlowVersion[])), [bot, flowKey, version])
 
   const shown = viewing?.model ?? model
+  const shownRef = useRef(shown)
+  shownRef.current = shown
   const readOnly = viewing !== null
 
   // ---- history ----
@@ -231,27 +243,31 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
     [measured],
   )
 
+  // Fitting waits for the nodes' sizes: the canvas measures them once drawn.
+  const pendingFit = useRef(false)
   const fit = useCallback(() => {
-    window.requestAnimationFrame(() => void rf.fitView({ padding: 0.15, maxZoom: 1.2 }))
-  }, [rf])
-
+    pendingFit.current = true
+    setFitTick((t) => t + 1)
+  }, [])
+  const [fitTick, setFitTick] = useState(0)
   useEffect(() => {
-    if (first.laidOut) {
-      if (!first.viewport && first.model.nodes.length > 0) fit()
+    if (!pendingFit.current) return
+    const all = shownRef.current.nodes.every((n) => measured[n.id])
+    const go = () => {
+      pendingFit.current = false
+      void rf.fitView({ padding: 0.15, maxZoom: 1.2 })
+    }
+    if (all) {
+      window.requestAnimationFrame(go)
       return
     }
-    let live = true
-    void layOut(first.model, true).then((m) => {
-      if (!live) return
-      setModel(m)
-      fit()
-    })
-    return () => {
-      live = false
-    }
-    // Only the first model is laid out on open.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [first])
+    const t = window.setTimeout(go, 500)
+    return () => window.clearTimeout(t)
+  }, [measured, fitTick, rf])
+
+  useEffect(() => {
+    if (!first.viewport && first.model.nodes.length > 0) fit()
+  }, [first, fit])
 
   // ---- validation (the server's validator, as publishing will use it) ----
 
@@ -778,7 +794,7 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
           onDragOver={onDragOver}
           onDrop={onDrop}
           data-testid="canvas"
-          data-layout-ms={layoutMs ?? undefined}
+          data-layout-ms={layoutMs}
           data-nodes={shown.nodes.length}
         >
           {shown.nodes.length === 0 && !readOnly && (
@@ -803,8 +819,7 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
             deleteKeyCode={null}
             multiSelectionKeyCode="Shift"
             selectionKeyCode="Shift"
-            minZoom={0.1}
-            onlyRenderVisibleElements={shown.nodes.length > 150}
+            minZoom={0.05}
           >
             <Background />
             <Controls showInteractive={false} />
