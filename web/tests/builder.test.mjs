@@ -122,8 +122,9 @@ describe('flow builder', () => {
     await panel.getByLabel('Header value 1').fill('{{crm_token}}')
     await panel.getByLabel('Body mode').selectOption('json')
     await panel.getByLabel('Body content').fill('{"rating": "{{rating}}"}')
-    await panel.getByLabel('On failure').selectOption('continue')
+    await panel.getByLabel('When a call fails').selectOption('continue')
     await node('crm').getByText(`POST ${targetUrl}/orders/{{order_id}}`).waitFor()
+    await node('crm').getByText('failure', { exact: true }).waitFor()
 
     await connect('tier', 'b0', 'vip')
     await connect('tier', 'else', 'std')

@@ -505,8 +505,15 @@ function HttpFields({ node, change, names, ids }: Ctx) {
         onChange={(v) => change(put(node, 'save', v), 'save')}
       />
       <label>
-        On failure
-        <select value={str(node.on_failure)} onChange={(e) => change(put(node, 'on_failure', e.target.value), 'on_failure')}>
+        When a call fails
+        <select
+          value={str(node.on_failure)}
+          onChange={(e) => {
+            const n = put(node, 'on_failure', e.target.value)
+            // A run that stops on failure has no failure route.
+            change(e.target.value === 'stop' ? put(n, 'on_failure_next', '') : n, 'on_failure')
+          }}
+        >
           <option value="">(default: continue)</option>
           <option value="continue">continue</option>
           <option value="stop">stop the run</option>
@@ -523,7 +530,16 @@ function HttpFields({ node, change, names, ids }: Ctx) {
         />
       </label>
       <ListField label="Alert emails (comma-separated)" value={(node.alert_emails as string[] | undefined) ?? []} onChange={(v) => change(put(node, 'alert_emails', v), 'alerts')} />
-      <RouteSelect label="Next" value={str(node.next)} ids={ids} self={node.id} onChange={(v) => change(put(node, 'next', v), 'next')} />
+      <RouteSelect label="Next (on success)" value={str(node.next)} ids={ids} self={node.id} onChange={(v) => change(put(node, 'next', v), 'next')} />
+      {node.on_failure !== 'stop' && (
+        <RouteSelect
+          label="A failed call goes to (else next)"
+          value={str(node.on_failure_next)}
+          ids={ids}
+          self={node.id}
+          onChange={(v) => change(put(node, 'on_failure_next', v), 'on_failure_next')}
+        />
+      )}
     </>
   )
 }

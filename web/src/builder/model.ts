@@ -94,12 +94,10 @@ export function exits(n: DocNode): Exit[] {
         { handle: 'on_timeout', label: 'timeout', target: str(n.on_timeout) },
       ]
     case 'http':
+      if (n.on_failure === 'stop') return [{ handle: 'next', label: 'success (a failure stops the run)', target: str(n.next) }]
       return [
-        {
-          handle: 'next',
-          label: n.on_failure === 'stop' ? 'success (a failure stops the run)' : 'success or failure (continue)',
-          target: str(n.next),
-        },
+        { handle: 'next', label: n.on_failure_next ? 'success' : 'success (and failure, without its own route)', target: str(n.next) },
+        { handle: 'on_failure_next', label: 'failure', target: str(n.on_failure_next) },
       ]
     case 'message':
     case 'set':

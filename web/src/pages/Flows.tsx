@@ -24,7 +24,6 @@ export function Flows({ bot }: { bot: BotCtx }) {
                     <th scope="col">Flow key</th>
                     <th scope="col">Version</th>
                     <th scope="col">Updated</th>
-                    <th scope="col">Builder</th>
                   </tr>
                 </thead>
                 <tbody>
@@ -39,11 +38,6 @@ export function Flows({ bot }: { bot: BotCtx }) {
                       <td>{f.version}</td>
                       <td>
                         <Time at={f.updated_at} />
-                      </td>
-                      <td>
-                        <Link to={`${bot.base}/flows/${encodeURIComponent(f.flow_key)}/builder`} aria-label={`Open ${f.flow_key} in the builder`}>
-                          Open in the builder
-                        </Link>
                       </td>
                     </tr>
                   ))}
