@@ -17,7 +17,7 @@ import {
 } from '@xyflow/react'
 import '@xyflow/react/dist/style.css'
 import './builder.css'
-import { useCallback, useEffect, useMemo, useRef, useState, type DragEvent, type FormEvent, type KeyboardEvent } from 'react'
+import { useCallback, useEffect, useMemo, useRef, useState, type DragEvent, type FormEvent } from 'react'
 import { ApiError, type FlowProblem, type FlowVersion, type HttpNode, type NodeType, type Run } from '../api'
 import { triggerUrl, type BotCtx } from '../bot'
 import { Link } from '../router'
@@ -541,8 +541,12 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
 
   // ---- keyboard ----
 
-  const onKeyDown = (e: KeyboardEvent) => {
+  const rootRef = useRef<HTMLDivElement>(null)
+  const onKeyDown = (e: globalThis.KeyboardEvent) => {
     const t = e.target as HTMLElement
+    // Shortcuts act on the canvas: from inside the builder, or with the focus nowhere
+    // (as after deleting the focused node); never while typing in a field.
+    if (t !== document.body && !rootRef.current?.contains(t)) return
     if (t.closest('input, textarea, select, [contenteditable="true"]')) return
     const mod = e.ctrlKey || e.metaKey
     const k = e.key.toLowerCase()
@@ -568,6 +572,14 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
       setHelp(false)
     }
   }
+
+  const keys = useRef(onKeyDown)
+  keys.current = onKeyDown
+  useEffect(() => {
+    const h = (e: globalThis.KeyboardEvent) => keys.current(e)
+    document.addEventListener('keydown', h)
+    return () => document.removeEventListener('keydown', h)
+  }, [])
 
   // ---- drag from the palette ----
 
@@ -677,7 +689,7 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
   const canRedo = future.current.length > 0 && !readOnly
 
   return (
-    <div className="builder" onKeyDown={onKeyDown}>
+    <div className="builder" ref={rootRef}>
       <div className="title-row">
         <h1>{shown.name || flowKey}</h1>
         <button
@@ -764,7 +776,7 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
           <button type="button" className="small primary" disabled={readOnly || act.busy} onClick={() => void publish()}>
             Publish
           </button>
-          {source === 'draft' && initial.source !== 'new' && version > 0 && (
+          {source === 'draft' && version > 0 && (
             <button type="button" className="small" disabled={act.busy} onClick={() => void discardDraft()}>
               Discard draft
             </button>
@@ -823,7 +835,7 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
           >
             <Background />
             <Controls showInteractive={false} />
-            <MiniMap pannable zoomable ariaLabel="Overview of the flow" />
+            <MiniMap pannable zoomable ariaLabel="Overview of the flow" style={{ width: 150, height: 100 }} />
           </ReactFlow>
         </div>
         <aside className="builder-side" aria-label="Details">

@@ -110,7 +110,6 @@ function MapEditor({
   useEffect(() => {
     const cur = Object.fromEntries(rows.filter(([k]) => k))
     if (JSON.stringify(cur) !== JSON.stringify(value)) setRows(Object.entries(value))
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [value])
   const emit = (r: [string, string][]) => {
     setRows(r)
@@ -158,7 +157,6 @@ function ListField({ label, value, onChange }: { label: string; value: string[];
   useEffect(() => {
     const cur = text.split(',').map((s) => s.trim()).filter(Boolean)
     if (cur.join(',') !== value.join(',')) setText(value.join(', '))
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [value])
   return (
     <label>
