@@ -373,7 +373,8 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
           else sel.delete(c.id)
         }
       }
-      if (positions) commit({ ...modelRef.current, positions }, dragTag.current || 'drag')
+      // One undo step per drag; moves by arrow keys join within a moment.
+      if (positions) commit({ ...modelRef.current, positions }, dragTag.current || 'move')
       if (dims) {
         const d = dims
         setMeasured((m) => ({ ...m, ...d }))
@@ -557,9 +558,12 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
       e.preventDefault()
       if (!readOnly) redo()
     } else if (mod && k === 'c') {
+      // With no node selected, Ctrl+C copies the page's selected text as usual.
+      if (selectedRef.current.size === 0) return
       e.preventDefault()
       copy()
     } else if (mod && k === 'v') {
+      if (!clip.current) return
       e.preventDefault()
       paste()
     } else if (mod && k === 'd') {
@@ -821,6 +825,9 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
             onConnect={onConnect}
             onNodeDragStart={() => {
               dragTag.current = `drag${Date.now()}`
+            }}
+            onNodeDragStop={() => {
+              dragTag.current = ''
             }}
             onMoveEnd={(_, vp: RFViewport) => {
               viewport.current = vp
