@@ -41,7 +41,7 @@ import {
   type Viewport,
 } from './model'
 import { NodeForm } from './NodeForm'
-import { StepNode, type StepNodeType } from './StepNode'
+import { StepNode, type StepData, type StepNodeType } from './StepNode'
 
 const rfNodeTypes = { step: StepNode }
 const dragType = 'application/x-parley-node'
@@ -319,19 +319,35 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
 
   // ---- canvas ----
 
-  const rfNodes: StepNodeType[] = useMemo(
-    () =>
-      shown.nodes.map((n) => ({
+  // A node's data object is kept while what it draws is unchanged, so that the memoised
+  // node component skips it (moving, measuring and selecting do not redraw every node).
+  const dataCache = useRef(new Map<string, StepData>())
+  const rfNodes: StepNodeType[] = useMemo(() => {
+    const cache = dataCache.current
+    const next = new Map<string, StepData>()
+    const out = shown.nodes.map((n) => {
+      const problems = readOnly ? [] : (problemsByNode.get(n.id) ?? [])
+      const lit: StepData['lit'] = litNodes.get(n.id) ?? ''
+      const start = shown.start === n.id
+      const old = cache.get(n.id)
+      const data =
+        old && old.node === n && old.start === start && old.lit === lit && old.readOnly === readOnly && old.problems.join('\n') === problems.join('\n')
+          ? old
+          : ({ node: n, start, problems, lit, readOnly } satisfies StepData)
+      next.set(n.id, data)
+      return {
         id: n.id,
         type: 'step' as const,
         position: shown.positions[n.id] ?? { x: 0, y: 0 },
         selected: selected.has(n.id),
         measured: measured[n.id],
-        className: litNodes.has(n.id) ? 'lit' : undefined,
-        data: { node: n, start: shown.start === n.id, problems: readOnly ? [] : (problemsByNode.get(n.id) ?? []), lit: litNodes.get(n.id) ?? '', readOnly },
-      })),
-    [shown, selected, measured, litNodes, problemsByNode, readOnly],
-  )
+        className: lit ? 'lit' : undefined,
+        data,
+      }
+    })
+    dataCache.current = next
+    return out
+  }, [shown, selected, measured, litNodes, problemsByNode, readOnly])
 
   const rfEdges: Edge[] = useMemo(() => {
     const ids = new Set(shown.nodes.map((n) => n.id))
