@@ -20,6 +20,8 @@ export default defineConfig(({ mode }) => {
       emptyOutDir: true,
       assetsDir: 'assets',
       sourcemap: false,
+      // The flow builder's lazy chunk holds elkjs (about 1.4 MB) and is only loaded there.
+      chunkSizeWarningLimit: 2000,
     },
     server: {
       proxy: { '/admin': proxy, '/bot-api': proxy, '/whatsapp-api': proxy, '/webhooks': proxy },

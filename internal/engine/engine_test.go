@@ -240,7 +240,13 @@ func TestHTTPNodeResultsAndFallback(t *testing.T) {
   {"id": "never", "type": "message", "text": "unreachable at run time"}]}`,
 			`{"key": "stopper", "start": "bad", "nodes": [
   {"id": "bad", "type": "http", "method": "DELETE", "url": "https://crm.example.com/y", "on_failure": "stop", "next": "m"},
-  {"id": "m", "type": "message", "text": "no"}]}`)
+  {"id": "m", "type": "message", "text": "no"}]}`,
+			`{"key": "routed", "start": "pick", "nodes": [
+  {"id": "pick", "type": "decision", "branches": [{"when": {"attribute": "which", "op": "eq", "value": "bad"}, "next": "bad"}], "else": "crm"},
+  {"id": "bad", "type": "http", "method": "GET", "url": "https://crm.example.com/y", "on_failure_next": "sorry", "next": "ok"},
+  {"id": "crm", "type": "http", "method": "GET", "url": "https://crm.example.com/x", "save": {"tier": "customer.tier"}, "on_failure_next": "sorry", "next": "ok"},
+  {"id": "sorry", "type": "message", "text": "sorry {{bad.error}}"},
+  {"id": "ok", "type": "message", "text": "ok {{tier}}"}]}`)
 		v := b.trigger(t, "h", "919876543210", nil)
 		if v.Status != store.RunFailed || v.Error != "http node stop: HTTP 503 Service Unavailable" {
 			t.Fatalf("run = %+v; want failed at the stop node", v)
@@ -262,6 +268,19 @@ func TestHTTPNodeResultsAndFallback(t *testing.T) {
 		s := b.trigger(t, "stopper", "919876543211", nil)
 		if s.Status != store.RunFailed || s.Error != "http node bad: HTTP 503 Service Unavailable" {
 			t.Fatalf("stop on failure: %+v", s)
+		}
+		// A failure route: the failed call goes to on_failure_next, a successful one to next.
+		for _, c := range []struct{ phone, node, want string }{
+			{"919876543212", "bad", "bot:sorry HTTP 503 Service Unavailable"},
+			{"919876543213", "crm", "bot:ok gold"},
+		} {
+			r := b.trigger(t, "routed", c.phone, map[string]string{"which": c.node})
+			if r.Status != store.RunCompleted {
+				t.Fatalf("routed %s: %+v", c.node, r)
+			}
+			if got := b.texts(t, c.phone); !equal(got, []string{c.want}) {
+				t.Fatalf("routed %s: conversation = %q, want %q", c.node, got, c.want)
+			}
 		}
 	})
 }

@@ -96,6 +96,9 @@ func (e *Engine) httpStep(ctx context.Context, r *run, f *compiledFlow, n *flow.
 		}
 		r.record(now, "failed, continued")
 		r.st.Steps[len(r.st.Steps)-1].Error = res.Error
+		if n.OnFailureNext != "" {
+			return goTo(r, n.OnFailureNext)
+		}
 		return goTo(r, n.Next)
 	}
 	for attr, path := range n.Save {

@@ -115,13 +115,16 @@ type HTTPNode struct {
 	Headers map[string]string `json:"headers,omitempty"`
 	// SecretHeaders names the headers whose values are secrets (tokens, API keys):
 	// stored encrypted, shown as RedactedSecret on export, redacted in call logs.
-	SecretHeaders  []string          `json:"secret_headers,omitempty"`
-	Body           *HTTPBody         `json:"body,omitempty"`
-	Save           map[string]string `json:"save,omitempty"`
-	OnFailure      string            `json:"on_failure,omitempty"` // continue (default) or stop
-	TimeoutSeconds int               `json:"timeout_seconds,omitempty"`
-	AlertEmails    []string          `json:"alert_emails,omitempty"`
-	Next           string            `json:"next,omitempty"`
+	SecretHeaders []string          `json:"secret_headers,omitempty"`
+	Body          *HTTPBody         `json:"body,omitempty"`
+	Save          map[string]string `json:"save,omitempty"`
+	OnFailure     string            `json:"on_failure,omitempty"` // continue (default) or stop
+	// OnFailureNext is where a failed call continues instead of Next (with on_failure
+	// continue): the flow builder's "failure" way out.
+	OnFailureNext  string   `json:"on_failure_next,omitempty"`
+	TimeoutSeconds int      `json:"timeout_seconds,omitempty"`
+	AlertEmails    []string `json:"alert_emails,omitempty"`
+	Next           string   `json:"next,omitempty"`
 }
 
 // HTTPBody is the request body of an HTTP node.
@@ -182,7 +185,7 @@ func (n *DecisionNode) Successors() []string {
 }
 func (n *SetNode) Successors() []string   { return nonEmpty(n.Next) }
 func (n *InputNode) Successors() []string { return nonEmpty(n.Next, n.OnTimeout) }
-func (n *HTTPNode) Successors() []string  { return nonEmpty(n.Next) }
+func (n *HTTPNode) Successors() []string  { return nonEmpty(n.Next, n.OnFailureNext) }
 func (n *JumpNode) Successors() []string  { return nil }
 func (n *EndNode) Successors() []string   { return nil }
 

@@ -135,6 +135,8 @@ var parseErrorCases = []struct {
 	{"bad json body", doc(`{"id": "a", "type": "http", "method": "POST", "url": "https://x.example.com", "body": {"mode": "json", "content": "{nope"}}`), "a", "not valid JSON"},
 	{"bad body mode", doc(`{"id": "a", "type": "http", "method": "POST", "url": "https://x.example.com", "body": {"mode": "xml"}}`), "a", "xml"},
 	{"timeout over 60", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "timeout_seconds": 61}`), "a", "between 1 and 60"},
+	{"failure route with stop", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "on_failure": "stop", "on_failure_next": "b"}`, `{"id": "b", "type": "end"}`), "a", "stops the run"},
+	{"dangling failure route", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "on_failure_next": "gone"}`), "a", "gone"},
 	{"bad on_failure", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "on_failure": "retry"}`), "a", "continue or stop"},
 	{"too many alert emails", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "alert_emails": ["a@x.io","b@x.io","c@x.io","d@x.io","e@x.io","f@x.io","g@x.io","h@x.io","i@x.io","j@x.io","k@x.io"]}`), "a", "at most 10"},
 	{"bad alert email", doc(`{"id": "a", "type": "http", "method": "GET", "url": "https://x.example.com", "alert_emails": ["not an address"]}`), "a", "not an email"},

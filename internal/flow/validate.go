@@ -368,7 +368,11 @@ func (c *checker) http(n *HTTPNode) {
 			c.add(id, "alert_emails", "%q is not an email address", a)
 		}
 	}
+	if n.OnFailureNext != "" && n.StopOnFailure() {
+		c.add(id, "on_failure_next", "a failed call stops the run (on_failure stop); leave on_failure_next out or continue")
+	}
 	c.ref(id, "next", n.Next, false)
+	c.ref(id, "on_failure_next", n.OnFailureNext, false)
 }
 
 var pathPattern = regexp.MustCompile(`^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$`)

@@ -11,7 +11,22 @@ export interface Status {
 /** A problem the flow validator found, named by node. */
 export interface FlowProblem {
   node: string
+  field?: string
   message: string
+}
+
+/** A flow builder's saved draft. */
+export interface DraftSummary {
+  flow_key: string
+  name: string
+  updated_at: string
+  updated_by: string
+}
+
+/** A saved draft with what publishing it would say. */
+export interface DraftSaved extends DraftSummary {
+  valid: boolean
+  errors: FlowProblem[]
 }
 
 /** An answer other than success, or a request that never got one (status 0). */
@@ -409,6 +424,7 @@ export interface Recipients {
 
 export interface RunFilter {
   flow?: string
+  user?: string
   status?: string
   since?: string
   until?: string
@@ -650,6 +666,40 @@ export class BotClient {
 
   async versionDoc(flowKey: string, version: number): Promise<string> {
     return (await this.c.requestRaw('GET', `${this.base}/flows/${seg(flowKey)}/versions/${version}`)).text
+  }
+
+  // Drafts (the flow builder)
+
+  async drafts(): Promise<DraftSummary[]> {
+    return (await this.c.request<{ drafts: DraftSummary[] | null }>('GET', `${this.base}/drafts`)).drafts ?? []
+  }
+
+  async draft(flowKey: string): Promise<string> {
+    return (await this.c.requestRaw('GET', `${this.base}/flows/${seg(flowKey)}/draft`)).text
+  }
+
+  saveDraft(flowKey: string, doc: string): Promise<DraftSaved> {
+    return this.c.requestRaw('PUT', `${this.base}/flows/${seg(flowKey)}/draft`, doc).then(
+      ({ text }) => (JSON.parse(text) as { responseObject: DraftSaved }).responseObject,
+    )
+  }
+
+  deleteDraft(flowKey: string): Promise<{ deleted: boolean }> {
+    return this.c.request('DELETE', `${this.base}/flows/${seg(flowKey)}/draft`)
+  }
+
+  /** Publishes the saved draft as the next version; an invalid one is refused with its problems. */
+  publish(flowKey: string): Promise<FlowSummary> {
+    return this.c.request('POST', `${this.base}/flows/${seg(flowKey)}/publish`)
+  }
+
+  restore(flowKey: string, version: number): Promise<FlowSummary> {
+    return this.c.request('POST', `${this.base}/flows/${seg(flowKey)}/versions/${version}/restore`)
+  }
+
+  /** Starts the flow for a user without waiting: the answer has the run id. */
+  start(flowKey: string, body: TriggerBody): Promise<Run> {
+    return this.c.request('POST', `${this.base}/flows/${seg(flowKey)}/trigger`, body)
   }
 
   /** Starts the flow for a user and waits for it to settle ("Try it"). */

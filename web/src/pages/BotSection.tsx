@@ -1,4 +1,4 @@
-import { useEffect, useMemo, type ReactNode } from 'react'
+import { Suspense, lazy, useEffect, useMemo, type ReactNode } from 'react'
 import type { BotCtx } from '../bot'
 import { Link, match, navigate } from '../router'
 import { useApi } from '../session'
@@ -14,6 +14,9 @@ import { Runs } from './Runs'
 import { Sandbox } from './Sandbox'
 import { UserPage } from './UserPage'
 import { Users } from './Users'
+
+// The builder carries the canvas and layout libraries: loaded when first opened.
+const FlowBuilder = lazy(() => import('../builder/FlowBuilder'))
 
 /** The pages of a bot, in the order the navigation lists them. */
 export const botPages: { slug: string; title: string }[] = [
@@ -94,6 +97,20 @@ function botRoute(bot: BotCtx, rest: string): ReactNode {
   }
   let m = match('/flows/:flow', rest)
   if (m) return <FlowPage bot={bot} flowKey={m.flow ?? ''} />
+  m = match('/flows/:flow/builder', rest)
+  if (m) {
+    return (
+      <Suspense
+        fallback={
+          <p className="muted" role="status" aria-busy="true">
+            Loading the builder…
+          </p>
+        }
+      >
+        <FlowBuilder key={m.flow} bot={bot} flowKey={m.flow ?? ''} />
+      </Suspense>
+    )
+  }
   m = match('/flows/:flow/nodes/:node', rest)
   if (m) return <HttpStepPage bot={bot} flowKey={m.flow ?? ''} nodeId={m.node ?? ''} />
   m = match('/runs/:run', rest)

@@ -52,7 +52,8 @@ export function FlowPage({ bot, flowKey }: { bot: BotCtx; flowKey: string }) {
               <button type="button" onClick={() => download(`${flowKey}.json`, text)}>
                 Export JSON
               </button>{' '}
-              · <Link to={`${bot.base}/runs?flow=${encodeURIComponent(flowKey)}`}>Runs of this flow</Link>
+              · <Link to={`${bot.base}/runs?flow=${encodeURIComponent(flowKey)}`}>Runs of this flow</Link> ·{' '}
+              <Link to={`${bot.base}/flows/${encodeURIComponent(flowKey)}/builder`}>Open in the builder</Link>
             </p>
             <HttpSteps bot={bot} flowKey={flowKey} doc={doc} />
           </>

@@ -1,7 +1,7 @@
 import { useState, type ChangeEvent, type FormEvent } from 'react'
 import { ApiError, type FlowSummary } from '../api'
 import type { BotCtx } from '../bot'
-import { Link } from '../router'
+import { Link, navigate } from '../router'
 import { useApi } from '../session'
 import { Empty, ErrorNote, Loaded, Time, useAction, useLoad } from '../ui'
 
@@ -47,6 +47,8 @@ export function Flows({ bot }: { bot: BotCtx }) {
           )
         }
       </Loaded>
+      <Drafts bot={bot} />
+      <NewFlow bot={bot} />
       <ImportFlow bot={bot} onImported={() => reload(true)} />
     </section>
   )
@@ -107,6 +109,53 @@ function ImportFlow({ bot, onImported }: { bot: BotCtx; onImported: (f: FlowSumm
         </p>
       )}
       <ErrorNote error={act.error} />
+    </form>
+  )
+}
+
+/** The builder's drafts, published or not yet. */
+function Drafts({ bot }: { bot: BotCtx }) {
+  const { state, reload } = useLoad(() => bot.api.drafts(), [bot])
+  return (
+    <Loaded state={state} what="drafts" retry={reload}>
+      {(ds) =>
+        ds.length === 0 ? null : (
+          <>
+            <h2>Drafts</h2>
+            <ul className="plain">
+              {ds.map((d) => (
+                <li key={d.flow_key}>
+                  <Link to={`${bot.base}/flows/${encodeURIComponent(d.flow_key)}/builder`}>{d.name || d.flow_key}</Link>{' '}
+                  <span className="muted">
+                    saved <Time at={d.updated_at} short /> by {d.updated_by}
+                  </span>
+                </li>
+              ))}
+            </ul>
+          </>
+        )
+      }
+    </Loaded>
+  )
+}
+
+/** Opens the builder on a new flow key: an empty canvas. */
+function NewFlow({ bot }: { bot: BotCtx }) {
+  const [key, setKey] = useState('')
+  const submit = (e: FormEvent) => {
+    e.preventDefault()
+    navigate(`${bot.base}/flows/${encodeURIComponent(key.trim())}/builder`)
+  }
+  return (
+    <form className="inline-form" onSubmit={submit}>
+      <h2>New flow</h2>
+      <label>
+        New flow key
+        <input required pattern="[A-Za-z0-9_\-]{1,100}" value={key} onChange={(e) => setKey(e.target.value)} placeholder="order_update" />
+      </label>
+      <button type="submit" className="primary">
+        Open the builder
+      </button>
     </form>
   )
 }

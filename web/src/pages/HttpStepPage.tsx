@@ -102,7 +102,7 @@ export function HttpStepPage({ bot, flowKey, nodeId }: { bot: BotCtx; flowKey: s
                 onMap={(attr, path) =>
                   changeSave(bot, flowKey, text, nodeId, (s) => ({ ...s, [attr]: path })).then((f) => {
                     flow.reload(true)
-                    return f
+                    return `Mapped ${path} to ${attr}: the flow is now at version ${f.version}.`
                   })
                 }
               />
@@ -118,7 +118,7 @@ export function HttpStepPage({ bot, flowKey, nodeId }: { bot: BotCtx; flowKey: s
   )
 }
 
-function StepState({
+export function StepState({
   bot,
   flowKey,
   nodeId,
@@ -203,7 +203,7 @@ function StepState({
   )
 }
 
-function Mapping({ node, onRemove }: { node: HttpNode; onRemove: (attr: string) => Promise<void> }) {
+export function Mapping({ node, onRemove, note = 'This makes a new flow version.' }: { node: HttpNode; onRemove: (attr: string) => Promise<void>; note?: string }) {
   const act = useAction()
   const entries = Object.entries(node.save ?? {})
   return (
@@ -233,7 +233,7 @@ function Mapping({ node, onRemove }: { node: HttpNode; onRemove: (attr: string) 
                   <td>
                     <ConfirmButton
                       label="Remove"
-                      question={`Stop saving ${attr}? This makes a new flow version.`}
+                      question={`Stop saving ${attr}? ${note}`}
                       disabled={act.busy}
                       onConfirm={() => void act.run(() => onRemove(attr))}
                     />
@@ -249,22 +249,24 @@ function Mapping({ node, onRemove }: { node: HttpNode; onRemove: (attr: string) 
   )
 }
 
-function TestStep({
+export function TestStep({
   bot,
   flowKey,
   node,
   onTested,
   onMap,
+  initial = {},
 }: {
   bot: BotCtx
   flowKey: string
   node: HttpNode
+  initial?: Record<string, string>
   onTested: () => void
-  onMap: (attr: string, path: string) => Promise<FlowSummary>
+  onMap: (attr: string, path: string) => Promise<string>
 }) {
   const [attrs, setAttrs] = useState<[string, string][]>(() => {
     const names = templateNames(node)
-    return names.length > 0 ? names.map((n) => [n, '']) : [['', '']]
+    return names.length > 0 ? names.map((n) => [n, initial[n] ?? '']) : [['', '']]
   })
   const [result, setResult] = useState<HttpTestResult | null>(null)
   const [pick, setPick] = useState<{ path: string; value: string; attr: string } | null>(null)
@@ -291,8 +293,7 @@ function TestStep({
     e.preventDefault()
     if (!pick) return
     void mapAct.run(async () => {
-      const f = await onMap(pick.attr, pick.path)
-      setMapped(`Mapped ${pick.path} to ${pick.attr}: the flow is now at version ${f.version}.`)
+      setMapped(await onMap(pick.attr, pick.path))
       setPick(null)
     })
   }
@@ -421,7 +422,7 @@ function Exchange({ request, response, open = true }: { request: HttpRequest; re
   )
 }
 
-function Logs({ bot, flowKey, nodeId, logs }: { bot: BotCtx; flowKey: string; nodeId: string; logs: HttpLogSummary[] }) {
+export function Logs({ bot, flowKey, nodeId, logs }: { bot: BotCtx; flowKey: string; nodeId: string; logs: HttpLogSummary[] }) {
   const { query } = useLocation()
   const open = Number(query.get('log')) || null
   const here = `${bot.base}/flows/${encodeURIComponent(flowKey)}/nodes/${encodeURIComponent(nodeId)}`
