@@ -128,6 +128,7 @@ func (b *Batcher) loop(own chan *batchOp) {
 	batch := make([]*batchOp, 0, b.maxOps)
 	for ops != nil || bulk != nil || own != nil {
 		batch = batch[:0]
+		bulkTaken := 0
 		// Interactive operations first; wait for any lane only when all are empty.
 		own = drain(own, &batch, 1)
 		ops = drain(ops, &batch, 1)
@@ -154,11 +155,18 @@ func (b *Batcher) loop(own chan *batchOp) {
 					continue
 				}
 				batch = append(batch, op)
+				bulkTaken = 1
 			}
 		}
 		own = drain(own, &batch, b.maxOps)
 		ops = drain(ops, &batch, b.maxOps)
-		bulk = drain(bulk, &batch, min(b.maxOps, len(batch)+b.maxBulk))
+		// A transaction that commits runs or triggers carries one bulk operation at most,
+		// so that they wait for as little bulk work as possible.
+		room := b.maxBulk - bulkTaken
+		if len(batch) > bulkTaken {
+			room = 1 - bulkTaken
+		}
+		bulk = drain(bulk, &batch, min(b.maxOps, len(batch)+room))
 		b.commit(batch)
 	}
 }
