@@ -77,6 +77,7 @@ func serve(t *testing.T, db string) (*exec.Cmd, string) {
 		t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = dieWithTest()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -194,6 +194,7 @@ type serverProcess struct {
 func startServe(t *testing.T, bin string, args ...string) *serverProcess {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--log-level", "info"}, args...)...)
+	cmd.SysProcAttr = dieWithTest()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
