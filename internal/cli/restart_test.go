@@ -143,7 +143,7 @@ func TestKillAndRestart(t *testing.T) {
 		if err != nil {
 			t.Fatalf("accepted run %s lost its user: %v", id, err)
 		}
-		msgs, _, _ := st.Conversation(ctx, u.ID, 0, time.Now().Add(time.Hour).UnixMilli(), 100, 0)
+		msgs, _, _ := st.Conversation(ctx, u.ID, 0, time.Now().Add(time.Hour).UnixMilli(), store.PageQuery{Size: 100})
 		var texts []string
 		for _, m := range msgs {
 			texts = append(texts, m.Text)

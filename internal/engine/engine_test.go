@@ -98,7 +98,7 @@ func (b *bundle) texts(t *testing.T, digits string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs, _, err := b.st.Conversation(context.Background(), u.ID, 0, time.Now().Add(time.Hour).UnixMilli(), 1000, 0)
+	msgs, _, err := b.st.Conversation(context.Background(), u.ID, 0, time.Now().Add(time.Hour).UnixMilli(), store.PageQuery{Size: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func TestSendRetries(t *testing.T) {
 			t.Fatalf("%d attempts, want %d", n, maxSendAttempts)
 		}
 		u, _ := st.UserByChannelID(context.Background(), b.botID, "919876543211")
-		msgs, _, _ := st.Conversation(context.Background(), u.ID, 0, time.Now().Add(time.Hour).UnixMilli(), 10, 0)
+		msgs, _, _ := st.Conversation(context.Background(), u.ID, 0, time.Now().Add(time.Hour).UnixMilli(), store.PageQuery{Size: 10})
 		if len(msgs) != 1 || msgs[0].Status != store.MsgFailed || !strings.Contains(msgs[0].Error, "slow down") {
 			t.Fatalf("messages %+v", msgs)
 		}
@@ -109,7 +109,7 @@ func TestFlowSendTakenOver(t *testing.T) {
 				done := b.waitStatus(t, v.RunID, store.RunCompleted)
 				attempts, accepted := prov.counts(key)
 				u, _ := st.UserByChannelID(ctx, b.botID, "919876543210")
-				msgs, _, _ := st.Conversation(ctx, u.ID, 0, time.Now().Add(time.Hour).UnixMilli(), 10, 0)
+				msgs, _, _ := st.Conversation(ctx, u.ID, 0, time.Now().Add(time.Hour).UnixMilli(), store.PageQuery{Size: 10})
 				if accepted != 1 || len(msgs) != 2 {
 					t.Fatalf("first message: %d requests, %d accepted; messages %+v; steps %+v", attempts, accepted, msgs, done.Steps)
 				}
