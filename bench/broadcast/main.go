@@ -37,7 +37,8 @@ const triggerFlow = `{"key": "bench", "start": "msg", "nodes": [
 func main() {
 	db := flag.String("db", "", "database (default: a fresh SQLite file in a temporary directory)")
 	n := flag.Int("recipients", 100_000, "recipients of the broadcast")
-	clients := flag.Int("concurrency", 4, "trigger clients of the other bot")
+	rate := flag.Int("trigger-rate", 200, "triggers a second for another bot, before and during the broadcast (0: none)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the fan-out to this file")
 	flag.Parse()
 	ctx := context.Background()
 
@@ -56,24 +57,42 @@ func main() {
 
 	var phone atomic.Int64
 	trigger := loadgen.Trigger(ctx, srv.FlowURL+"bench", srv.Bot.APIKey, func() int64 { return phone.Add(1) }, nil)
-	idle := loadgen.Run(ctx, *clients, 3*time.Second, trigger)
-	fmt.Printf("trigger, idle:          %6.0f/s  p50 %-9s p99 %s\n", idle.PerSecond(), loadgen.Round(idle.P(50)), loadgen.Round(idle.P(99)))
+	paced := func(stop <-chan struct{}) loadgen.Result {
+		if *rate <= 0 {
+			<-stop
+			return loadgen.Result{}
+		}
+		return loadgen.Paced(ctx, *rate, stop, trigger)
+	}
+	idleStop := make(chan struct{})
+	time.AfterFunc(3*time.Second, func() { close(idleStop) })
+	idle := paced(idleStop)
+	report("trigger, idle:", idle)
 
 	base := strings.TrimSuffix(srv.FlowURL, fmt.Sprintf("/bot-api/v2.0/customer/%d/bot/%s/flow/", srv.Bot.CustomerID, srv.Bot.BotKey))
 	bpath := fmt.Sprintf("%s/bot-api/v1.0/customer/%d/bot/%s/broadcast", base, caster.CustomerID, caster.BotKey)
 	body := broadcastBody(*n)
+	defer loadgen.Profile(*cpuProfile)()
+	// The other bot's triggers go on through the accept and the fan-out, each measured
+	// apart.
+	during := func() (stop func() loadgen.Result) {
+		done := make(chan struct{})
+		res := make(chan loadgen.Result, 1)
+		go func() { res <- paced(done) }()
+		return func() loadgen.Result { close(done); return <-res }
+	}
+	stopAccepting := during()
 	t0 := time.Now()
 	id := post(bpath, caster.APIKey, body)
 	accept := time.Since(t0)
+	duringAccept := stopAccepting()
 	fmt.Printf("accept:                 %s for %d recipients (%.1f MB body)\n", accept.Round(time.Millisecond), *n, float64(len(body))/1e6)
+	report("trigger, during accept:", duringAccept)
 
-	// Trigger load for the other bot until the broadcast is published.
-	done := make(chan struct{})
-	duringCh := make(chan loadgen.Result, 1)
-	go func() { duringCh <- loadgen.RunUntil(ctx, *clients, done, trigger) }()
+	stopFanOut := during()
 	var published time.Duration
 	for {
-		status, sent := state(fmt.Sprintf("%s/%d", bpath, id), caster.APIKey)
+		status, sent := state(fmt.Sprintf("%s/%d?summary=true", bpath, id), caster.APIKey)
 		if status == store.BroadcastPublished {
 			published = time.Since(t0)
 			if sent != *n {
@@ -81,13 +100,12 @@ func main() {
 			}
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
-	close(done)
-	during := <-duringCh
+	duringFanOut := stopFanOut()
 	fanOut := published - accept
 	fmt.Printf("fan-out:                %s, %.0f recipients/s\n", fanOut.Round(time.Millisecond), float64(*n)/fanOut.Seconds())
-	fmt.Printf("trigger, during:        %6.0f/s  p50 %-9s p99 %s\n", during.PerSecond(), loadgen.Round(during.P(50)), loadgen.Round(during.P(99)))
+	report("trigger, during fan-out:", duringFanOut)
 	fmt.Printf("peak RSS:               %s\n", peakRSS())
 }
 
@@ -174,6 +192,17 @@ func state(url, key string) (string, int) {
 		log.Fatal(err)
 	}
 	return v.Obj.Status, v.Obj.Totals.Sent
+}
+
+func report(what string, r loadgen.Result) {
+	if r.N == 0 && r.Errors == 0 {
+		return
+	}
+	fmt.Printf("%-25s %6.0f/s  p50 %-9s p99 %-9s max %s  (%d errors)\n", what, r.PerSecond(),
+		loadgen.Round(r.P(50)), loadgen.Round(r.P(99)), loadgen.Round(r.P(100)), r.Errors)
+	if r.FirstErr != "" {
+		fmt.Printf("  first error: %.200s\n", r.FirstErr)
+	}
 }
 
 // peakRSS is the process's resident set high-water mark (Linux).

@@ -32,7 +32,7 @@ import (
 const (
 	httpFlow = `{"key": "bench_http", "start": "tier", "nodes": [
   {"id": "tier", "type": "decision", "branches": [{"when": {"attribute": "tier", "op": "eq", "value": "vip"}, "next": "order"}], "else": "order"},
-  {"id": "order", "type": "http", "name": "Order status", "method": "GET", "url": "%s/orders/{{order_id}}",
+  {"id": "order", "type": "http", "name": "Order status", "method": "%s", "url": "%s/orders/{{order_id}}",
    "headers": {"Authorization": "Bearer bench-token"}, "save": {"order_status": "order.status"}, "timeout_seconds": 10, "next": "done"},
   {"id": "done", "type": "end"}]}`
 	baseFlow = `{"key": "bench_base", "start": "tier", "nodes": [
@@ -49,6 +49,8 @@ func main() {
 	rate := flag.Int("rate", 100_000_000, "the account's HTTP-step calls per minute (raised out of the way)")
 	baseline := flag.Bool("baseline", true, "also load the flow without the http node, for the step's overhead")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	method := flag.String("method", "GET", "the http node's method (POST: not repeatable, so committed as pending before the call)")
+	oneUser := flag.Bool("one-user", false, "every trigger for the same user (its row is written by every run)")
 	flag.Parse()
 	defer loadgen.Profile(*cpuProfile)()
 
@@ -60,17 +62,25 @@ func main() {
 	defer target.Close()
 
 	ctx := context.Background()
-	srv := loadgen.Start(ctx, app.Config{DB: *db, Workers: *workers, HTTPAllow: []string{"127.0.0.1/32"}, HTTPRate: *rate},
-		[]string{fmt.Sprintf(httpFlow, target.URL), baseFlow},
+	srv := loadgen.Start(ctx, app.Config{DB: loadgen.WithAppName(*db), Workers: *workers, HTTPAllow: []string{"127.0.0.1/32"}, HTTPRate: *rate},
+		[]string{fmt.Sprintf(httpFlow, *method, target.URL), baseFlow},
 		func(s *app.Server, nb auth.NewBot) error {
 			return s.Store().SetCustomerHTTPRate(ctx, nb.CustomerID, rate)
 		})
 	defer srv.Stop()
 
-	fmt.Printf("db=%s wait=true duration=%s per level and flow, account rate %d/min\n", srv.Store().Dialect(), *duration, *rate)
-	fmt.Printf("%-11s %-12s %8s %12s %9s %9s %9s %8s\n", "concurrency", "flow", "runs", "completed/s", "mean", "p50", "p99", "errors")
+	fmt.Printf("db=%s wait=true method=%s one-user=%v duration=%s per level and flow, account rate %d/min\n",
+		srv.Store().Dialect(), *method, *oneUser, *duration, *rate)
+	fmt.Printf("%-11s %-12s %8s %12s %9s %9s %9s %8s  %s\n", "concurrency", "flow", "runs", "completed/s", "mean", "p50", "p99", "errors", loadgen.UsageHeader)
 	var phone atomic.Int64
-	seq := func() int64 { return phone.Add(1) }
+	// With one user, every run still writes the user's row: the http node saves an
+	// attribute.
+	seq := func() int64 {
+		if *oneUser {
+			return 1
+		}
+		return phone.Add(1)
+	}
 	// Every trigger answers when its run has ended, so a trigger counted is a run
 	// completed; one whose answer lacks want (the http node's "HTTP 200") is an error.
 	completedWith := func(want string) func([]byte) bool {
@@ -84,14 +94,16 @@ func main() {
 			req.Header.Set("Authorization", "Bearer bench-token")
 			return req, nil
 		})
-		row(c, "target alone", direct)
+		row(c, "target alone", direct, "")
 		var baseRes loadgen.Result
 		if *baseline {
+			before := loadgen.Sample(ctx, srv)
 			baseRes = loadgen.Run(ctx, c, *duration, loadgen.Trigger(ctx, srv.FlowURL+"bench_base?wait=true", srv.Bot.APIKey, seq, completedWith(`"outcome":"set"`)))
-			row(c, "no http step", baseRes)
+			row(c, "no http step", baseRes, loadgen.Sample(ctx, srv).Sub(before).PerRun(baseRes.N))
 		}
+		before := loadgen.Sample(ctx, srv)
 		res := loadgen.Run(ctx, c, *duration, loadgen.Trigger(ctx, srv.FlowURL+"bench_http?wait=true", srv.Bot.APIKey, seq, completedWith(`"outcome":"HTTP 200"`)))
-		row(c, "http step", res)
+		row(c, "http step", res, loadgen.Sample(ctx, srv).Sub(before).PerRun(res.N))
 		if *baseline {
 			// Means add up where percentiles do not: the step's mean cost is the difference
 			// of the flows' means, and its overhead that less the target's mean.
@@ -101,7 +113,7 @@ func main() {
 	}
 }
 
-func row(c int, name string, r loadgen.Result) {
-	fmt.Printf("%-11d %-12s %8d %12.0f %9s %9s %9s %8d\n", c, name, r.N, r.PerSecond(),
-		loadgen.Round(r.Mean()), loadgen.Round(r.P(50)), loadgen.Round(r.P(99)), r.Errors)
+func row(c int, name string, r loadgen.Result, usage string) {
+	fmt.Printf("%-11d %-12s %8d %12.0f %9s %9s %9s %8d  %s\n", c, name, r.N, r.PerSecond(),
+		loadgen.Round(r.Mean()), loadgen.Round(r.P(50)), loadgen.Round(r.P(99)), r.Errors, usage)
 }

@@ -2,12 +2,14 @@
 // process (SQLite in a temporary directory, or --db postgres://...), installs a 3-node
 // flow (decision → message → end) on the sandbox channel, and fires v2 triggers over
 // loopback HTTP at increasing concurrency. For each level it prints accepted triggers/s,
-// completed runs/s and the p50/p99 trigger latency. The load generator shares the
-// machine's cores with the server, as the targets require.
+// completed runs/s and the p50/p99 trigger latency, with what a run cost: this process's
+// CPU, PostgreSQL's CPU, round trips and statements (see BENCHMARKS.md). The load
+// generator shares the machine's cores with the server, as the targets require.
 //
 //	go run ./bench/trigger                      # SQLite, answer at once
 //	go run ./bench/trigger -wait                # SQLite, answer when the run ended
 //	go run ./bench/trigger -db 'postgres://postgres@127.0.0.1:5432/test?search_path=bench'
+//	go run ./bench/trigger -db 'postgres://...' -instances 2   # two instances, one schema
 package main
 
 import (
@@ -16,6 +18,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"net/http"
 	"os"
 	"runtime/trace"
 	"sync/atomic"
@@ -38,6 +41,7 @@ func main() {
 	workers := flag.Int("workers", 0, "engine workers (0: the server default)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	traceFile := flag.String("trace", "", "write an execution trace of the whole run to this file")
+	instances := flag.Int("instances", 1, "Parley instances in this process on the same database (PostgreSQL), the load split evenly")
 	logFile := flag.String("log", "", "write the server's JSON logs (info level, a line per request) to this file; default: none")
 	flag.Parse()
 	defer loadgen.Profile(*cpuProfile)()
@@ -53,7 +57,7 @@ func main() {
 	}
 
 	ctx := context.Background()
-	cfg := app.Config{DB: *db, Workers: *workers}
+	cfg := app.Config{DB: loadgen.WithAppName(*db), Workers: *workers}
 	if *logFile != "" {
 		f, err := os.Create(*logFile)
 		if err != nil {
@@ -64,17 +68,30 @@ func main() {
 	}
 	srv := loadgen.Start(ctx, cfg, []string{benchFlow}, nil)
 	defer srv.Stop()
-	url := srv.FlowURL + "bench"
+	urls := []string{srv.FlowURL}
+	for range *instances - 1 {
+		urls = append(urls, srv.Join(ctx))
+	}
+	query := ""
 	if *wait {
-		url += "?wait=true"
+		query = "?wait=true"
 	}
 
-	fmt.Printf("db=%s wait=%v duration=%s per level\n", srv.Store().Dialect(), *wait, *duration)
-	fmt.Printf("%-11s %10s %12s %14s %9s %9s %8s\n", "concurrency", "triggers", "accepted/s", "completed/s", "p50", "p99", "errors")
+	fmt.Printf("db=%s wait=%v instances=%d duration=%s per level\n", srv.Store().Dialect(), *wait, len(urls), *duration)
+	fmt.Printf("%-11s %10s %12s %14s %9s %9s %8s  %s\n", "concurrency", "triggers", "accepted/s", "completed/s", "p50", "p99", "errors", loadgen.UsageHeader)
 	var phone atomic.Int64
 	accepted := 0
 	for _, c := range loadgen.Levels(*levels) {
-		res := loadgen.Run(ctx, c, *duration, loadgen.Trigger(ctx, url, srv.Bot.APIKey, func() int64 { return phone.Add(1) }, nil))
+		before := loadgen.Sample(ctx, srv)
+		// Triggers go to the instances in turn.
+		var nexts []loadgen.Next
+		for _, u := range urls {
+			nexts = append(nexts, loadgen.Trigger(ctx, u+"bench"+query, srv.Bot.APIKey, func() int64 { return phone.Add(1) }, nil))
+		}
+		var turn atomic.Int64
+		res := loadgen.Run(ctx, c, *duration, func() (*http.Request, func([]byte) bool) {
+			return nexts[turn.Add(1)%int64(len(nexts))]()
+		})
 		// Completed runs/s: from the first trigger until every accepted run has ended.
 		accepted += res.N
 		for {
@@ -88,7 +105,8 @@ func main() {
 			time.Sleep(2 * time.Millisecond)
 		}
 		allDone := time.Since(res.Start)
-		fmt.Printf("%-11d %10d %12.0f %14.0f %9s %9s %8d\n", c, res.N, res.PerSecond(),
-			float64(res.N)/allDone.Seconds(), loadgen.Round(res.P(50)), loadgen.Round(res.P(99)), res.Errors)
+		use := loadgen.Sample(ctx, srv).Sub(before)
+		fmt.Printf("%-11d %10d %12.0f %14.0f %9s %9s %8d  %s\n", c, res.N, res.PerSecond(),
+			float64(res.N)/allDone.Seconds(), loadgen.Round(res.P(50)), loadgen.Round(res.P(99)), res.Errors, use.PerRun(res.N))
 	}
 }

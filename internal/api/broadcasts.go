@@ -98,6 +98,9 @@ func (s *Server) createBroadcast(w http.ResponseWriter, r *http.Request, p auth.
 		return e
 	}
 	v, dup, err := s.Broadcasts.Create(r.Context(), p.BotID, plan, key)
+	if errors.Is(err, broadcast.ErrAccepting) {
+		return errorf(http.StatusConflict, CodeConflict, "CONFLICT", "%s", err.Error())
+	}
 	if err != nil {
 		return s.failed(r, "create broadcast", err)
 	}

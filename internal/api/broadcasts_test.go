@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,7 +13,9 @@ import (
 	"github.com/parleyhq/parley/internal/api"
 	"github.com/parleyhq/parley/internal/auth"
 	"github.com/parleyhq/parley/internal/broadcast"
+	"github.com/parleyhq/parley/internal/channel"
 	"github.com/parleyhq/parley/internal/engine"
+	"github.com/parleyhq/parley/internal/store"
 	"github.com/parleyhq/parley/internal/store/storetest"
 )
 
@@ -86,17 +89,24 @@ func (e *env) createBroadcast(version string, nb auth.NewBot, body string, hdr .
 // awaitBroadcast polls a broadcast until it has status want.
 func (e *env) awaitBroadcast(nb auth.NewBot, id int64, want string) broadcastView {
 	e.t.Helper()
+	return e.awaitBroadcastWhere(nb, id, want, func(v broadcastView) bool { return v.Status == want })
+}
+
+// awaitBroadcastWhere polls a broadcast until ok (totals of a large broadcast may be a
+// recount behind).
+func (e *env) awaitBroadcastWhere(nb auth.NewBot, id int64, what string, ok func(broadcastView) bool) broadcastView {
+	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		r := e.do("GET", fmt.Sprintf("%s/broadcast/%d", botPath("v1.0", nb), id), nb.APIKey, nil)
 		wantStatus(e.t, r, 200, api.CodeSuccess)
 		var v broadcastView
 		r.obj(e.t, &v)
-		if v.Status == want {
+		if ok(v) {
 			return v
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("broadcast %d is %s, want %s: %s", id, v.Status, want, r.Obj)
+			e.t.Fatalf("broadcast %d is not %s: %s", id, what, r.Obj)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -430,8 +440,8 @@ func TestBroadcastV2TemplateThroughGraph(t *testing.T) {
 				waPhoneID, msgs[0].ProviderID, st)
 			wantStatus(t, e.postWhatsApp(e.a, []byte(body), waAppSecret), 200, api.CodeSuccess)
 		}
-		v = e.awaitBroadcast(e.a, v.BroadcastID, "PUBLISHED")
-		if v.Totals.Read != 1 || v.Totals.Delivered != 1 || v.Totals.Sent != 1 {
+		v = e.awaitBroadcastWhere(e.a, v.BroadcastID, "read", func(v broadcastView) bool { return v.Totals.Read == 1 })
+		if v.Status != "PUBLISHED" || v.Totals.Delivered != 1 || v.Totals.Sent != 1 {
 			t.Fatalf("after statuses = %+v", v)
 		}
 		// A tap on the template's button starts the flow with the payload's data.
@@ -573,4 +583,78 @@ func TestBroadcastTwoInstances(t *testing.T) {
 			t.Fatalf("%s got %d messages, want 12", id, n)
 		}
 	}
+}
+
+// A broadcast whose acceptance an instance that died left half-way is seen by no one:
+// not read, listed or cancelled, and its Idempotency-Key answers 409 until the sweeper
+// drops it, after which a retry stores it anew.
+func TestBroadcastAbandonedAcceptance(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.makeUsers(e.a, "919019486731")
+		bot, err := e.st.Bot(ctx, e.a.CustomerID, e.a.BotKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nb := store.NewBroadcast{Broadcast: store.Broadcast{BotID: bot.ID, APIVersion: 1, Request: []byte(seedV1), Content: []byte(`[]`),
+			Channels: []string{"whatsapp"}, PublishAt: time.Now().UnixMilli(), CreatedAt: time.Now().UnixMilli()},
+			RecipientIDs: []string{"919019486731", "919019486732"}, IdempotencyKey: "campaign-9"}
+		id, _, err := e.st.BeginBroadcast(ctx, nb, "instance-that-died", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.st.AddBroadcastRecipients(ctx, e.st.Writer(), id, nb.RecipientIDs[1:], 1, nb.CreatedAt); err != nil {
+			t.Fatal(err)
+		}
+		path := fmt.Sprintf("%s/broadcast/%d", botPath("v1.0", e.a), id)
+		wantStatus(t, e.do("GET", path, e.a.APIKey, nil), 404, api.CodeNotFound)
+		wantStatus(t, e.do("GET", path+"/recipients", e.a.APIKey, nil), 404, api.CodeNotFound)
+		wantStatus(t, e.do("DELETE", path, e.a.APIKey, nil), 404, api.CodeNotFound)
+		if r := e.do("GET", botPath("v1.0", e.a)+"/broadcast", e.a.APIKey, nil); strings.Contains(string(r.Obj), "broadcastId") {
+			t.Fatalf("an accepting broadcast is listed: %s", r.Obj)
+		}
+		r := e.do("POST", botPath("v1.0", e.a)+"/broadcast", e.a.APIKey, seedV1, "Idempotency-Key", "campaign-9")
+		wantStatus(t, r, 409, api.CodeConflict)
+		if !strings.Contains(r.Status.Details, "still being accepted") {
+			t.Fatalf("409 says %q", r.Status.Details)
+		}
+
+		// This instance's sweeper drops it once the owner has been silent for the liveness
+		// window.
+		sweeper := broadcast.New(broadcast.Config{Store: e.st, Channels: noChannels{}, Sends: e.eng, InstanceID: e.eng.InstanceID(),
+			Liveness: 300 * time.Millisecond, Sweep: 20 * time.Millisecond})
+		if err := sweeper.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = sweeper.Stop(ctx) }()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			r = e.do("POST", botPath("v1.0", e.a)+"/broadcast", e.a.APIKey, seedV1, "Idempotency-Key", "campaign-9")
+			if r.HTTP == 200 {
+				break
+			}
+			wantStatus(t, r, 409, api.CodeConflict)
+			if time.Now().After(deadline) {
+				t.Fatal("the abandoned broadcast was not dropped")
+			}
+		}
+		var v broadcastView
+		r.obj(t, &v)
+		if v.Duplicate || v.Totals.Recipients != 1 {
+			t.Fatalf("retry after the drop = %s", r.Obj)
+		}
+		var left int
+		if err := e.st.Writer().QueryRow(ctx, `SELECT COUNT(*) FROM broadcast_recipients WHERE channel_user_id = '919019486732'`).Scan(&left); err != nil {
+			t.Fatal(err)
+		}
+		if left != 0 {
+			t.Fatalf("%d recipients of the dropped broadcast are left", left)
+		}
+	}, withBroadcasts)
+}
+
+// noChannels serves no channel: the sweeper under test publishes nothing.
+type noChannels struct{}
+
+func (noChannels) Sender(context.Context, int64, string) (channel.Sender, error) {
+	return nil, errors.New("no channels here")
 }

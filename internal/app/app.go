@@ -70,6 +70,11 @@ type Config struct {
 	// kept beside the database (generated at first start), on PostgreSQL a refusal to
 	// start.
 	SecretKey string
+	// ShutdownGrace bounds a graceful shutdown (DefaultShutdownGrace when not positive).
+	ShutdownGrace time.Duration
+	// Retain says how long finished runs, messages, HTTP-step logs and finished
+	// broadcasts are kept (zero: for ever).
+	Retain queue.Retention
 }
 
 // Server is a running Parley.
@@ -139,6 +144,7 @@ func (s *Server) init(ctx context.Context) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerDBMetrics(reg, s.st)
 
 	httpClient, err := httpstep.NewClient(httpstep.Options{Allow: s.cfg.HTTPAllow})
 	if err != nil {
@@ -154,9 +160,16 @@ func (s *Server) init(ctx context.Context) error {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &queue.CleanupWorker{Store: s.st, IdempotencyWindow: engine.IdempotencyWindow, Log: s.log})
 	river.AddWorker(workers, httpstep.NewAlertWorker(mailer))
+	// Registered even without a retention: another instance's leader may enqueue the job,
+	// and any instance may work it.
+	river.AddWorker(workers, &queue.RetentionWorker{Store: s.st, Retain: s.cfg.Retain, Log: s.log})
+	periodic := []*river.PeriodicJob{queue.CleanupJob(10 * time.Minute)}
+	if s.cfg.Retain.Enabled() {
+		periodic = append(periodic, queue.RetentionJob(time.Hour))
+	}
 	q, err := queue.New(s.st, queue.Config{
 		Workers:  workers,
-		Periodic: []*river.PeriodicJob{queue.CleanupJob(10 * time.Minute)},
+		Periodic: periodic,
 		Log:      s.log.With("component", "river"),
 	})
 	if err != nil {
@@ -251,7 +264,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		closeListeners()
 		return err
 	}
-	if err := s.q.Start(ctx); err != nil {
+	// River works jobs under its start context and cancels them, and its maintenance
+	// mid-transaction, when that ends: it stops in its own stage of the shutdown instead.
+	if err := s.q.Start(context.WithoutCancel(ctx)); err != nil {
 		closeListeners()
 		return errors.Join(err, s.eng.Stop(context.Background()))
 	}
@@ -273,6 +288,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.metricsLn != nil {
 		attrs = append(attrs, "metrics_addr", s.metricsLn.Addr().String())
 	}
+	if s.cfg.Retain.Enabled() {
+		attrs = append(attrs, "retain", s.cfg.Retain.String())
+	}
 	s.log.Info("listening", attrs...)
 	if s.cfg.Ready != nil {
 		s.cfg.Ready <- ln.Addr().String()
@@ -291,28 +309,57 @@ func (s *Server) Serve(ctx context.Context) error {
 	return s.shutdown()
 }
 
+// DefaultShutdownGrace is how long a shutdown may take unless configured.
+const DefaultShutdownGrace = 30 * time.Second
+
+// Shares of the grace period, cumulative: each stage must end by its fraction of the
+// grace, so a stage left with time by the one before may use it, but a slow stage (a
+// client that never finishes its request) cannot eat the next one's share. The engine
+// gets the most: calls in flight (up to 60 s each) are waited for.
+const (
+	httpStageEnd   = 0.3 // the HTTP server: requests in flight finish
+	engineStageEnd = 0.8 // broadcasts and the engine: runs in hand reach a commit point
+	// the job queue: jobs in progress finish, by the end of the grace
+)
+
 func (s *Server) shutdown() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	grace := s.cfg.ShutdownGrace
+	if grace <= 0 {
+		grace = DefaultShutdownGrace
+	}
+	start := time.Now()
+	stage := func(end float64) (context.Context, context.CancelFunc) {
+		return context.WithDeadline(context.Background(), start.Add(time.Duration(float64(grace)*end)))
+	}
 	var errs []error
+	ctx, cancel := stage(httpStageEnd)
 	if err := s.http.Shutdown(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		// Requests still in flight are cut off, so that the engine gets its share.
+		s.log.Warn("requests still in flight at the end of their share of the shutdown grace: closing their connections", "err", err)
+		_ = s.http.Close()
 	}
 	if s.metrics != nil {
 		if err := s.metrics.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("metrics shutdown: %w", err))
+			_ = s.metrics.Close()
 		}
 	}
+	cancel()
+
+	ctx, cancel = stage(engineStageEnd)
 	if err := s.bc.Stop(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	if err := s.eng.Stop(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	cancel()
+
+	ctx, cancel = stage(1)
+	defer cancel()
 	if err := s.q.Stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("queue stop: %w", err))
 	}
-	s.log.Info("stopped")
+	s.log.Info("stopped", "took", time.Since(start).Round(time.Millisecond).String())
 	return errors.Join(errs...)
 }
 
@@ -326,4 +373,22 @@ func (s *Server) Close() error {
 		s.steps.Close()
 	}
 	return s.st.Close()
+}
+
+// registerDBMetrics exposes the store's traffic counters: with process_cpu_seconds_total
+// they give the CPU and the PostgreSQL round trips a run costs (see BENCHMARKS.md).
+func registerDBMetrics(reg prometheus.Registerer, st *store.Store) {
+	for _, c := range []struct {
+		name, help string
+		get        func(store.DBStats) int64
+	}{
+		{"parley_db_round_trips_total", "Round trips to PostgreSQL (a pipelined batch of statements is one).", func(s store.DBStats) int64 { return s.RoundTrips }},
+		{"parley_db_statements_total", "Statements sent to PostgreSQL.", func(s store.DBStats) int64 { return s.Statements }},
+		{"parley_db_pipelines_total", "Round trips to PostgreSQL that carried a batch of queued statements.", func(s store.DBStats) int64 { return s.Pipelines }},
+		{"parley_db_group_commits_total", "Group-commit transactions of the write batcher.", func(s store.DBStats) int64 { return s.Commits }},
+		{"parley_db_group_commit_ops_total", "Operations carried by the write batcher's group commits.", func(s store.DBStats) int64 { return s.Ops }},
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
+			func() float64 { return float64(c.get(st.Stats())) }))
+	}
 }

@@ -42,6 +42,9 @@ type ChannelResolver interface {
 // yields to runs and triggers (the engine).
 type Sender interface {
 	SendBulk(ctx context.Context, sends []engine.OneOff) ([]engine.SendResult, error)
+	// Bulk runs fn in a transaction shared with other work, yielding to runs and
+	// triggers.
+	Bulk(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error
 }
 
 // Config configures a Service. Zero values mean the defaults.
@@ -81,11 +84,16 @@ type Service struct {
 	cfg Config
 	log *slog.Logger
 
-	kick    chan struct{} // wakes the sweeper when a broadcast is due now
-	cancel  context.CancelFunc
-	done    sync.WaitGroup
-	slots   chan struct{} // one per broadcast being fanned out
-	stopped chan struct{}
+	kick   chan struct{} // wakes the sweeper when a broadcast is due now
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+	slots  chan struct{} // one per broadcast being fanned out
+	// lastDrop is when the sweeper last looked for abandoned acceptances.
+	lastDrop time.Time
+
+	totalsMu    sync.Mutex
+	totalsCache map[int64]cachedTotals
+	stopped     chan struct{}
 }
 
 // New returns a Service; Start begins publishing.
@@ -115,7 +123,7 @@ func New(cfg Config) *Service {
 		cfg.Now = time.Now
 	}
 	return &Service{st: cfg.Store, cfg: cfg, log: cfg.Log, kick: make(chan struct{}, 1),
-		slots: make(chan struct{}, cfg.Concurrent), stopped: make(chan struct{})}
+		slots: make(chan struct{}, cfg.Concurrent), stopped: make(chan struct{}), totalsCache: map[int64]cachedTotals{}}
 }
 
 // Max is the most recipients a broadcast may have.
@@ -131,31 +139,122 @@ var ErrNotFound = errors.New("broadcast not found")
 // Create stores a planned broadcast with its recipients (and v2's users) before it is
 // acknowledged. A retry with the same idempotency key within IdempotencyWindow returns
 // the first broadcast and duplicate=true.
+//
+// The recipients are stored a few at a time through the engine's bulk lane, which runs
+// and triggers overtake (one transaction for 100,000 of them would hold the database's
+// writer for seconds); until the last is stored the broadcast is accepting, which no one
+// sees. If this fails, or the server dies meanwhile, the broadcast is dropped.
 func (s *Service) Create(ctx context.Context, botID int64, p *Plan, idempotencyKey string) (View, bool, error) {
 	now := s.cfg.Now()
 	content, err := json.Marshal(p.Content)
 	if err != nil {
 		return nil, false, fmt.Errorf("encode broadcast content: %w", err)
 	}
-	status := store.BroadcastScheduled
 	nb := store.NewBroadcast{
 		Broadcast: store.Broadcast{BotID: botID, APIVersion: p.APIVersion, Title: p.Title, Request: p.Request, Content: content,
-			Channels: p.Channels, Status: status, PublishAt: p.PublishAt.UnixMilli(), CreatedAt: now.UnixMilli()},
+			Channels: p.Channels, PublishAt: p.PublishAt.UnixMilli(), CreatedAt: now.UnixMilli()},
 		RecipientIDs: p.Recipients, IdempotencyKey: idempotencyKey,
 	}
-	for _, u := range p.Users {
-		nb.Users = append(nb.Users, store.UserUpsert{BotID: botID, ChannelUserID: u.Digits, Channel: channel.WhatsApp, Attrs: u.Attrs,
-			Defaults: map[string]string{"user.user_name": u.Digits}})
+	id, dup, err := s.st.BeginBroadcast(ctx, nb, s.cfg.InstanceID, now.Add(-IdempotencyWindow).UnixMilli())
+	if errors.Is(err, store.ErrBroadcastAccepting) {
+		return nil, false, ErrAccepting
 	}
-	id, dup, err := s.st.CreateBroadcast(ctx, nb, now.Add(-IdempotencyWindow).UnixMilli())
 	if err != nil {
 		return nil, false, err
 	}
-	if !p.PublishAt.After(now) {
-		s.wake()
+	if !dup {
+		if err := s.storeAudience(ctx, botID, id, p, now.UnixMilli()); err != nil {
+			if derr := s.st.DropAccepting(context.WithoutCancel(ctx), id); derr != nil {
+				s.log.Error("broadcasts: drop a broadcast not accepted", "broadcast", id, "err", derr)
+			}
+			return nil, false, err
+		}
+		if err := s.st.EndAccepting(ctx, id, store.BroadcastScheduled); err != nil {
+			return nil, false, err
+		}
+		if !p.PublishAt.After(now) {
+			s.wake()
+		}
 	}
 	v, err := s.Get(ctx, botID, id, false)
 	return v, dup, err
+}
+
+// ErrAccepting is returned by Create for an idempotency key whose broadcast is still
+// being accepted (by another request, or by an instance that died: then it is dropped
+// within the liveness window, and a retry succeeds).
+var ErrAccepting = errors.New("a broadcast with this Idempotency-Key is still being accepted; retry later")
+
+// Rows per bulk operation while a broadcast is accepted: a transaction carries a few
+// such operations besides the runs' and triggers' own, so these keep it short.
+const (
+	acceptRecipientRows = 16
+	acceptUserRows      = 4
+	acceptInFlight      = 64
+)
+
+// storeAudience stores an accepting broadcast's users (v2) and recipients.
+func (s *Service) storeAudience(ctx context.Context, botID, id int64, p *Plan, now int64) error {
+	write := func(fn func(ctx context.Context, tx store.Tx) error) error {
+		if s.cfg.Sends == nil {
+			return s.st.InTx(ctx, func(tx store.Tx) error { return fn(ctx, tx) })
+		}
+		return s.cfg.Sends.Bulk(ctx, fn)
+	}
+	var ops []func(ctx context.Context, tx store.Tx) error
+	for start := 0; start < len(p.Users); start += acceptUserRows {
+		users := p.Users[start:min(start+acceptUserRows, len(p.Users))]
+		ops = append(ops, func(ctx context.Context, tx store.Tx) error {
+			for _, u := range users {
+				if _, err := s.st.UpsertUserID(ctx, tx, store.UserUpsert{BotID: botID, ChannelUserID: u.Digits, Channel: channel.WhatsApp,
+					Attrs: u.Attrs, Defaults: map[string]string{"user.user_name": u.Digits}}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for start := 0; start < len(p.Recipients); start += acceptRecipientRows {
+		ids := p.Recipients[start:min(start+acceptRecipientRows, len(p.Recipients))]
+		ops = append(ops, func(ctx context.Context, tx store.Tx) error {
+			return s.st.AddBroadcastRecipients(ctx, tx, id, ids, start, now)
+		})
+	}
+	// Many operations in flight at once, so that each transaction can carry several.
+	sem := make(chan struct{}, acceptInFlight)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for _, op := range ops {
+		sem <- struct{}{}
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed || ctx.Err() != nil {
+			<-sem
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := write(op); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return fmt.Errorf("store the recipients of broadcast #%d: %w", id, firstErr)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store the recipients of broadcast #%d: %w", id, err)
+	}
+	return nil
 }
 
 func (s *Service) wake() {
@@ -197,7 +296,7 @@ func (s *Service) view(ctx context.Context, b store.Broadcast, summary bool) (Vi
 	if err != nil {
 		return nil, err
 	}
-	totals, err := s.st.BroadcastTotals(ctx, b, len(cs))
+	totals, err := s.totals(ctx, b, len(cs))
 	if err != nil {
 		return nil, err
 	}
@@ -213,6 +312,53 @@ func (s *Service) view(ctx context.Context, b store.Broadcast, summary bool) (Vi
 		v["error"] = b.Error
 	}
 	return v, nil
+}
+
+// totalsCacheShare bounds the share of the time a server spends counting the
+// recipients of a broadcast that clients poll: a count that took d is reused for
+// d/totalsCacheShare, however often they ask. A small broadcast's totals are thus
+// live; a 100,000-recipient one's are a second or two old at most.
+const (
+	totalsCacheShare = 0.05
+	maxCachedTotals  = 1024
+)
+
+type cachedTotals struct {
+	updatedAt int64 // the broadcast's, when counted: a change of status counts again
+	until     time.Time
+	totals    store.BroadcastTotals
+}
+
+// totals counts a broadcast's recipients by status, or reuses a recent count: counting
+// reads every recipient and their last message, which for a large broadcast is far too
+// much to do on every look.
+func (s *Service) totals(ctx context.Context, b store.Broadcast, messages int) (store.BroadcastTotals, error) {
+	now := time.Now()
+	s.totalsMu.Lock()
+	c, ok := s.totalsCache[b.ID]
+	s.totalsMu.Unlock()
+	if ok && c.updatedAt == b.UpdatedAt && now.Before(c.until) {
+		return c.totals, nil
+	}
+	t, err := s.st.BroadcastTotals(ctx, b, messages)
+	if err != nil {
+		return t, err
+	}
+	took := time.Since(now)
+	s.totalsMu.Lock()
+	defer s.totalsMu.Unlock()
+	if len(s.totalsCache) >= maxCachedTotals {
+		for id, c := range s.totalsCache {
+			if now.After(c.until) {
+				delete(s.totalsCache, id)
+			}
+		}
+	}
+	if len(s.totalsCache) < maxCachedTotals {
+		age := time.Duration(float64(took) / totalsCacheShare)
+		s.totalsCache[b.ID] = cachedTotals{updatedAt: b.UpdatedAt, until: now.Add(age), totals: t}
+	}
+	return t, nil
 }
 
 // List returns a bot's broadcasts in summary (without their recipient lists), newest
@@ -327,13 +473,24 @@ func (s *Service) sweepLoop(ctx context.Context) {
 	}
 }
 
-// sweep claims as many due broadcasts as there are free fan-out slots.
+// sweep drops broadcasts whose acceptance a dead instance left half-way (once per
+// liveness window), and claims as many due broadcasts as there are free fan-out slots.
 func (s *Service) sweep(ctx context.Context) error {
+	now := s.cfg.Now()
+	if now.Sub(s.lastDrop) >= s.cfg.Liveness {
+		s.lastDrop = now
+		n, err := s.st.DropAbandonedBroadcasts(ctx, now.Add(-s.cfg.Liveness).UnixMilli())
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			s.log.Warn("broadcasts: dropped broadcasts left accepting by an instance that died", "count", n)
+		}
+	}
 	free := cap(s.slots) - len(s.slots)
 	if free == 0 {
 		return nil
 	}
-	now := s.cfg.Now()
 	ids, err := s.st.ClaimBroadcasts(ctx, s.cfg.InstanceID, now.UnixMilli(), now.Add(-s.cfg.Liveness).UnixMilli(), free)
 	if err != nil {
 		return err

@@ -2,7 +2,10 @@ package broadcast
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"sync"
 	"time"
 
 	"github.com/parleyhq/parley/internal/channel"
@@ -149,7 +152,7 @@ func (f *fanOut) batch(ctx context.Context, batch []store.FanOutRecipient, resum
 		for i, r := range ready {
 			seqs[i] = r.Seq
 		}
-		won, err := f.s.st.MarkRecipients(ctx, f.s.st.Writer(), f.b.ID, seqs, store.RecipientQueued, store.RecipientSending, "")
+		won, err := f.move(ctx, seqs, store.RecipientQueued, store.RecipientSending, "")
 		if err != nil {
 			return err
 		}
@@ -180,18 +183,49 @@ func (f *fanOut) mark(ctx context.Context, outcomes map[string][]int, from strin
 	if len(outcomes) == 0 {
 		return nil
 	}
-	return f.s.st.InTx(ctx, func(tx store.Tx) error {
-		for why, seqs := range outcomes {
-			to := store.RecipientFailed
-			if why == reasonSent {
-				to, why = store.RecipientSent, ""
-			}
-			if _, err := f.s.st.MarkRecipients(ctx, tx, f.b.ID, seqs, from, to, why); err != nil {
-				return err
-			}
+	for why, seqs := range outcomes {
+		to := store.RecipientFailed
+		if why == reasonSent {
+			to, why = store.RecipientSent, ""
 		}
-		return nil
-	})
+		if _, err := f.move(ctx, seqs, from, to, why); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// markRows is how many recipients one bulk operation moves.
+const markRows = 32
+
+// move moves recipients (by seq) from one status to another and returns those it
+// moved. It writes through the bulk lane, like the sends, a few recipients to an
+// operation: the fan-out never holds up runs and triggers for long.
+func (f *fanOut) move(ctx context.Context, seqs []int, from, to, why string) (map[int]bool, error) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var errs []error
+	moved := make(map[int]bool, len(seqs))
+	for start := 0; start < len(seqs); start += markRows {
+		chunk := seqs[start:min(start+markRows, len(seqs))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var won map[int]bool
+			err := f.s.cfg.Sends.Bulk(ctx, func(ctx context.Context, tx store.Tx) (err error) {
+				won, err = f.s.st.MarkRecipients(ctx, tx, f.b.ID, chunk, from, to, why)
+				return err
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			}
+			maps.Copy(moved, won)
+		}()
+	}
+	wg.Wait()
+	return moved, errors.Join(errs...)
 }
 
 // reasonSent is the outcome key of recipients whose every message was sent.

@@ -102,7 +102,7 @@ type Plan struct {
 	Content   []msg.Content
 	// Recipients are channel user ids, in the order given, without repeats.
 	Recipients []string
-	// Users are v2's users to create or update before the broadcast is stored.
+	// Users are v2's users to create or update as the broadcast is stored.
 	Users []UserUpdate
 	// Request is the request to answer with, in its own shape.
 	Request json.RawMessage

@@ -8,12 +8,14 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/parleyhq/parley/internal/app"
 	"github.com/parleyhq/parley/internal/auth"
 	"github.com/parleyhq/parley/internal/broadcast"
 	"github.com/parleyhq/parley/internal/catalog"
 	"github.com/parleyhq/parley/internal/flow"
+	"github.com/parleyhq/parley/internal/queue"
 	"github.com/parleyhq/parley/internal/store"
 )
 
@@ -37,6 +39,10 @@ func serve(ctx context.Context, env Env, args []string) error {
 	metricsAddr := fs.String("metrics-addr", envOr(env, "PARLEY_METRICS_ADDR", ""),
 		"serve /metrics on this address instead of --addr (env PARLEY_METRICS_ADDR)")
 	broadcastMax := fs.Int("broadcast-max", 0, fmt.Sprintf("most recipients of one broadcast (default %d; env PARLEY_BROADCAST_MAX)", broadcast.DefaultMax))
+	retain := fs.String("retain", envOr(env, "PARLEY_RETAIN", ""),
+		"delete finished runs, messages, HTTP-step logs and finished broadcasts older than this, e.g. runs=30d,messages=90d,http_logs=7d,broadcasts=30d; kinds left out are kept (env PARLEY_RETAIN)")
+	grace := fs.String("shutdown-grace", envOr(env, "PARLEY_SHUTDOWN_GRACE", app.DefaultShutdownGrace.String()),
+		"how long a shutdown (SIGINT, SIGTERM) may take: requests in flight, then runs in hand, then jobs, each with its share (env PARLEY_SHUTDOWN_GRACE)")
 	hf := addHTTPStepFlags(fs, env)
 	smtpURL := smtpFlag(fs)
 	secretKey := secretKeyFlag(fs)
@@ -54,6 +60,14 @@ func serve(ctx context.Context, env Env, args []string) error {
 	}
 	if *broadcastMax < 0 {
 		return usageError{"--broadcast-max must be a positive number"}
+	}
+	shutdownGrace, err := time.ParseDuration(*grace)
+	if err != nil || shutdownGrace <= 0 {
+		return usageError{fmt.Sprintf("--shutdown-grace %q: want a positive duration such as 30s", *grace)}
+	}
+	retention, err := queue.ParseRetention(*retain)
+	if err != nil {
+		return usageError{"--retain " + err.Error()}
 	}
 	httpRate, httpAllow, err := hf.values()
 	if err != nil {
@@ -94,7 +108,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 	app.TuneGC()
 	srv, err := app.Open(ctx, app.Config{Addr: *addr, DB: *db, AdminToken: *adminToken, Demo: *demo, Workers: *workers, MaxRunning: *maxRunning,
 		Log: log, DemoOut: env.Stdout, HTTPRate: httpRate, HTTPAllow: httpAllow, SMTPURL: smtpValue(*smtpURL, env),
-		MetricsAddr: *metricsAddr, BroadcastMax: *broadcastMax, SecretKey: keys})
+		MetricsAddr: *metricsAddr, BroadcastMax: *broadcastMax, SecretKey: keys, Retain: retention, ShutdownGrace: shutdownGrace})
 	if err != nil {
 		return err
 	}

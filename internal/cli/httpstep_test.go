@@ -244,7 +244,7 @@ func startServe(t *testing.T, bin string, args ...string) *serverProcess {
 }
 
 // TestHTTPRateLimitAcrossInstances: two servers sharing one PostgreSQL database let
-// exactly the account's 10 calls a minute through between them.
+// exactly the account's 10 calls within 60 s through between them.
 func TestHTTPRateLimitAcrossInstances(t *testing.T) {
 	if storetest.PostgresURL() == "" {
 		t.Skipf("%s is not set: the cross-instance rate limit needs PostgreSQL", storetest.EnvPostgres)
@@ -275,10 +275,7 @@ func TestHTTPRateLimitAcrossInstances(t *testing.T) {
 		startServe(t, bin, "--db", db, "--http-allow", "127.0.0.1/32", "--secret-key", key),
 	}
 
-	// The limit is per calendar minute: start early in one, so that all 50 calls fall in it.
-	if s := time.Now().Second(); s > 40 {
-		time.Sleep(time.Duration(61-s) * time.Second)
-	}
+	// The limit holds within any 60 s: all 50 calls fall within the first's 60 s.
 	start := time.Now()
 	const triggers = 50
 	var wg sync.WaitGroup
@@ -327,8 +324,8 @@ func TestHTTPRateLimitAcrossInstances(t *testing.T) {
 	if len(problems) > 0 {
 		t.Fatalf("%d triggers went wrong, first: %s", len(problems), problems[0])
 	}
-	if time.Since(start) > 15*time.Second || start.Minute() != time.Now().Minute() {
-		t.Fatalf("the triggers took %s, crossing into another minute: the test proves nothing", time.Since(start))
+	if time.Since(start) > 50*time.Second {
+		t.Fatalf("the triggers took %s: the first calls may have left the window, the test proves nothing", time.Since(start))
 	}
 	if hits.Load() != 10 || limited != 40 || completed != triggers {
 		t.Fatalf("%d calls reached the target and %d of %d runs were refused; want 10 and 40", hits.Load(), limited, completed)

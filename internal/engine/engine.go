@@ -226,7 +226,13 @@ func (e *Engine) Stop(ctx context.Context) error {
 		select {
 		case <-done:
 		case <-ctx.Done():
+			// The busy workers still write through the batcher: it closes when they are
+			// done. Their runs stay theirs (not released, the instance not removed), so
+			// no other instance takes one over while a call of it may be in flight; once
+			// this instance's heartbeat is stale, they are claimed as a crashed one's.
+			go func() { <-done; e.batch.Close() }()
 			err = fmt.Errorf("stop engine: workers still busy: %w", ctx.Err())
+			return
 		}
 		e.batch.Close()
 		select {

@@ -201,11 +201,37 @@ func (e *Engine) sendBatch(ctx context.Context, sends []OneOff, bulk bool) ([]Se
 	return out, nil
 }
 
+// storeAll is the pending commit of items: each one's user and message (see
+// prepareStored), the messages inserted together, and any whose key was taken then
+// sorted out one by one (a duplicate, or an expired key's reuse).
 func (e *Engine) storeAll(ctx context.Context, tx store.Tx, items []*oneOff) error {
-	for _, it := range items {
-		if err := e.storePending(ctx, tx, it); err != nil {
+	rows := make([]store.NewSend, len(items))
+	for i, it := range items {
+		row, err := e.prepareStored(ctx, tx, it)
+		if err != nil {
 			return err
 		}
+		rows[i] = row
+	}
+	ids, err := e.st.InsertSends(ctx, tx, rows)
+	if err != nil {
+		return err
+	}
+	expiredBefore := time.Now().Add(-IdempotencyWindow).UnixMilli()
+	for i, it := range items {
+		if ids[i] != 0 {
+			it.id = ids[i]
+			continue
+		}
+		rec, inserted, err := e.st.InsertSend(ctx, tx, rows[i].Message, it.key, rows[i].Owner, expiredBefore)
+		if err != nil {
+			return err
+		}
+		if !inserted {
+			it.dup = &rec
+			continue
+		}
+		it.id = rec.ID
 	}
 	return nil
 }
@@ -227,6 +253,21 @@ func (e *Engine) storeBulk(ctx context.Context, items []*oneOff) {
 		}()
 	}
 	wg.Wait()
+}
+
+// Bulk runs fn through the group commit's bulk lane (see store.Batcher.DoBulk), for
+// other bulk writes that must not hold up runs and triggers (a broadcast's recipients
+// as it is accepted). Keep fn to a few rows.
+func (e *Engine) Bulk(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
+	if !e.beginSend() {
+		return ErrStopping
+	}
+	defer e.sending.Done()
+	err := e.batch.DoBulk(ctx, fn)
+	if errors.Is(err, store.ErrClosed) {
+		return ErrStopping
+	}
+	return err
 }
 
 // beginSend counts a send in progress unless the engine is stopping; Stop waits for
@@ -307,19 +348,19 @@ func (e *Engine) prepareSends(ctx context.Context, sends []OneOff, out []SendRes
 	return items, nil
 }
 
-// storePending is one send's part of the pending commit: the user (unless the caller
-// gave it), then the message,
-// pending and owned by this instance, or, for a local channel, already sent (a local
-// send has no effect outside Parley, so it may run inside the transaction, and again
-// if the batcher runs the transaction again).
-func (e *Engine) storePending(ctx context.Context, tx store.Tx, it *oneOff) error {
+// prepareStored is one send's part of the pending commit before its message is
+// inserted: the user (unless the caller gave it), and the message to store, pending and
+// owned by this instance, or, for a local channel, already sent (a local send has no
+// effect outside Parley, so it may run inside the transaction, and again if the batcher
+// runs the transaction again).
+func (e *Engine) prepareStored(ctx context.Context, tx store.Tx, it *oneOff) (store.NewSend, error) {
 	it.id, it.dup, it.sent, it.err = 0, nil, channel.Sent{}, nil
 	uid := it.userID
 	if uid == 0 {
 		var last *time.Time
 		var err error
 		if uid, last, err = e.st.UpsertUserForSend(ctx, tx, it.user); err != nil {
-			return err
+			return store.NewSend{}, err
 		}
 		it.to.LastInbound = last
 	}
@@ -341,16 +382,7 @@ func (e *Engine) storePending(ctx context.Context, tx store.Tx, it *oneOff) erro
 	} else {
 		m.Status, owner = store.MsgPending, e.cfg.InstanceID
 	}
-	rec, inserted, err := e.st.InsertSend(ctx, tx, m, it.key, owner, time.Now().Add(-IdempotencyWindow).UnixMilli())
-	if err != nil {
-		return err
-	}
-	if !inserted {
-		it.dup = &rec
-		return nil
-	}
-	it.id = rec.ID
-	return nil
+	return store.NewSend{Message: m, Key: it.key, Owner: owner}, nil
 }
 
 func sentStatus(s channel.Sent) string {

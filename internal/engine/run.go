@@ -209,7 +209,7 @@ const (
 )
 
 var (
-	errFenced    = errors.New("run taken over by another instance")
+	errFenced    = store.ErrFenced
 	errAborted   = errors.New("the run stopped before it was stored")
 	errAbandoned = errors.New("the trigger stopped waiting before the run was stored")
 )
@@ -483,28 +483,32 @@ func (e *Engine) commit(ctx context.Context, r *run, running bool) error {
 	if first && !r.beginAccept() {
 		return errAbandoned // nobody waits for it, and its trigger answered that nothing started
 	}
-	err = e.batch.Do(ctx, func(ctx context.Context, tx store.Tx) error {
+	// A user's commits all go to one writer: they lock the user's row, and would only
+	// wait for each other on writers in parallel.
+	key := strconv.FormatInt(r.rec.BotID, 10) + "/" + r.channelUserID
+	err = e.batch.DoKeyed(ctx, key, func(ctx context.Context, tx store.Tx) error {
+		// The statements are queued (Tx.QueueExec): on PostgreSQL the whole group commit
+		// goes to the server in one round trip.
 		if first {
 			// A triggered run is stored together with its user at its first commit point,
 			// so a run that needs no external call is accepted and finished in one commit.
+			// The statements after the user's find it by its channel id or by the run
+			// (r.rec.UserID stays unknown), so none waits for another's answer.
 			if err := e.acceptTx(ctx, tx, r); err != nil {
 				return err
 			}
-			rec.UserID = r.rec.UserID
-			if err := e.st.InsertRun(ctx, tx, rec); err != nil {
+			if err := e.st.QueueRunOfUser(tx, rec, r.channelUserID); err != nil {
 				return err
 			}
-		} else if ok, err := e.st.UpdateRun(ctx, tx, rec, e.cfg.InstanceID); err != nil {
+		} else if err := e.st.UpdateRunOwned(ctx, tx, rec, e.cfg.InstanceID); err != nil {
 			return err
-		} else if !ok {
-			return errFenced
 		}
 		for _, op := range ops {
 			if err := op(ctx, tx); err != nil {
 				return err
 			}
 		}
-		return e.st.PatchUserAttrs(ctx, tx, r.rec.UserID, set, clear)
+		return e.st.PatchRunUserAttrs(ctx, tx, rec.ID, set, clear)
 	})
 	if err != nil {
 		if first {

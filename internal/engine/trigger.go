@@ -77,12 +77,21 @@ func (e *Engine) acceptTx(ctx context.Context, tx store.Tx, r *run) error {
 			return errDuplicate
 		}
 	}
-	id, err := e.st.UpsertUserID(ctx, tx, a.user)
-	if err != nil {
-		return err
+	return e.st.QueueUpsertUser(tx, a.user)
+}
+
+// holds reports whether the stored user u already has what a trigger would write: then
+// the run's commit leaves the user's row alone.
+func holds(u store.User, channel string, attrs map[string]string) bool {
+	if _, ok := u.Attrs["user.user_name"]; !ok || u.Channel != channel {
+		return false
 	}
-	r.rec.UserID = id
-	return nil
+	for k, v := range attrs {
+		if got, ok := u.Attrs[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
 }
 
 // accepted reports a run's first commit to the Trigger waiting for it.
@@ -124,9 +133,11 @@ func (e *Engine) Trigger(ctx context.Context, req TriggerRequest) (RunView, erro
 	// itself merges only this trigger's attributes, so concurrent changes survive.
 	attrs := map[string]string{"user.user_name": req.Digits}
 	var lastInbound *time.Time
+	unchanged := false
 	if u, err := e.st.UserByChannelID(ctx, req.BotID, req.Digits); err == nil {
 		maps.Copy(attrs, u.Attrs)
 		lastInbound = u.LastInboundAt
+		unchanged = holds(u, req.Channel, req.Attrs)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return RunView{}, err
 	}
@@ -147,7 +158,7 @@ func (e *Engine) Trigger(ctx context.Context, req TriggerRequest) (RunView, erro
 		lastInbound:   lastInbound,
 		accept: &acceptance{idempotencyKey: req.IdempotencyKey, wait: req.Wait, user: store.UserUpsert{BotID: req.BotID,
 			ChannelUserID: req.Digits, Channel: req.Channel, Attrs: req.Attrs,
-			Defaults: map[string]string{"user.user_name": req.Digits}}},
+			Defaults: map[string]string{"user.user_name": req.Digits}, Unchanged: unchanged}},
 		accepted: make(chan acceptOutcome, 1),
 	}
 	var settledCh chan RunView

@@ -218,21 +218,24 @@ func (s *Service) limitedDo(ctx context.Context, in callInput, call *Call) *Resu
 // Blocks of calls: an account allowed L calls a minute has them claimed from the
 // database L/leaseDivisor at a time (at most maxLease) once L is at least
 // minLeaseLimit, so that a busy account costs a database write per block rather than
-// per call. The database still counts every call claimed, so the limit holds across
-// instances; an instance leaves at most one block unused at the end of a minute. Below
+// per call. A block's calls may be used for leaseTTL after its claim, and the database
+// counts the block for 60 s after that, so the limit holds within any 60 s across
+// instances; an instance leaves at most one block unused per leaseTTL. Below
 // minLeaseLimit every call is claimed on its own, and the count is exact.
 const (
 	leaseDivisor  = 100
 	minLeaseLimit = 2 * leaseDivisor
 	maxLease      = 1000
+	leaseTTL      = 2 * time.Second
 )
 
-// lease is this instance's block of one account's calls in the current minute.
+// lease is this instance's block of one account's calls.
 type lease struct {
-	mu     sync.Mutex
-	window int64 // the minute (Unix ms) the block belongs to
-	size   int   // calls claimed at once in this minute
-	left   int   // calls of the block not used yet
+	mu      sync.Mutex
+	until   time.Time // the block's calls may be made until then
+	left    int       // calls of the block not used yet
+	size    int       // calls claimed at once
+	sizedAt time.Time // when size was last taken from the account's limit
 }
 
 func leaseSize(limit int) int {
@@ -242,10 +245,9 @@ func leaseSize(limit int) int {
 	return min(limit/leaseDivisor, maxLease)
 }
 
-// allow takes one call of the account's current minute: from this instance's block, or
-// from the database (a block of calls unless single).
+// allow takes one call of the account: from this instance's block, or from the database
+// (a block of calls unless single).
 func (s *Service) allow(ctx context.Context, customerID int64, now time.Time, single bool) (bool, error) {
-	window := now.Truncate(time.Minute).UnixMilli()
 	s.leasesMu.Lock()
 	l := s.leases[customerID]
 	if l == nil {
@@ -255,36 +257,39 @@ func (s *Service) allow(ctx context.Context, customerID int64, now time.Time, si
 	s.leasesMu.Unlock()
 
 	l.mu.Lock()
-	if l.window == window && l.left > 0 {
+	if l.left > 0 && !now.After(l.until) {
 		l.left--
 		l.mu.Unlock()
 		return true, nil
 	}
-	if l.window != window {
+	l.left = 0
+	// The block size follows the account's limit, read again once a minute.
+	if l.sizedAt.IsZero() || now.Sub(l.sizedAt) >= time.Minute || now.Before(l.sizedAt) {
 		limit, err := s.limitOf(ctx, customerID)
 		if err != nil {
 			l.mu.Unlock()
 			return false, err
 		}
-		l.window, l.size, l.left = window, leaseSize(limit), 0
+		l.size, l.sizedAt = leaseSize(limit), now
 	}
 	if l.size == 1 || single {
 		// One call at a time: no need to hold up the account's other calls meanwhile.
 		l.mu.Unlock()
-		return s.claim(ctx, customerID, window, 1)
+		return s.claim(ctx, customerID, now, now, 1)
 	}
 	// The others wait for this block rather than each claim one.
 	defer l.mu.Unlock()
-	ok, err := s.claim(ctx, customerID, window, l.size)
+	until := now.Add(leaseTTL)
+	ok, err := s.claim(ctx, customerID, now, until, l.size)
 	if err != nil {
 		return false, err
 	}
 	if ok {
-		l.left = l.size - 1
+		l.until, l.left = until, l.size-1
 		return true, nil
 	}
-	l.size = 1 // less than a block is left this minute: take the rest one by one
-	return s.claim(ctx, customerID, window, 1)
+	l.size = 1 // less than a block is left: take the rest one by one until the next minute
+	return s.claim(ctx, customerID, now, now, 1)
 }
 
 func (s *Service) limitOf(ctx context.Context, customerID int64) (int, error) {
@@ -298,14 +303,14 @@ func (s *Service) limitOf(ctx context.Context, customerID int64) (int, error) {
 	return s.defaultRate, nil
 }
 
-func (s *Service) claim(ctx context.Context, customerID, window int64, n int) (bool, error) {
+func (s *Service) claim(ctx context.Context, customerID int64, at, until time.Time, n int) (bool, error) {
 	if s.batch == nil {
-		return s.st.ClaimHTTPCalls(ctx, nil, customerID, window, s.defaultRate, n)
+		return s.st.ClaimHTTPCalls(ctx, nil, customerID, at.UnixMilli(), until.UnixMilli(), s.defaultRate, n)
 	}
 	var ok bool
 	err := s.batch.Do(ctx, func(ctx context.Context, tx store.Tx) error {
 		var err error
-		ok, err = s.st.ClaimHTTPCalls(ctx, tx, customerID, window, s.defaultRate, n)
+		ok, err = s.st.ClaimHTTPCalls(ctx, tx, customerID, at.UnixMilli(), until.UnixMilli(), s.defaultRate, n)
 		return err
 	})
 	return ok, err

@@ -547,6 +547,39 @@ func TestServiceRateLimit(t *testing.T) {
 	})
 }
 
+// TestServiceRateLimitSliding: the limit holds within any 60 s across instances, also
+// across a calendar minute's edge (which once reset it).
+func TestServiceRateLimitSliding(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		tg := newTarget(t)
+		f := newFixture(t, st, fmt.Sprintf(`[{"id": "call", "type": "http", "method": "GET", "url": %q}]`, tg.URL))
+		clock := &testClock{t: time.Date(2030, 1, 2, 3, 4, 58, 0, time.UTC)} // 2 s before a minute ends
+		instances := []*Service{newService(t, Config{Store: st, DefaultRate: 3, Now: clock.now}),
+			newService(t, Config{Store: st, DefaultRate: 3, Now: clock.now})}
+		step := f.step(t, instances[0], "call")
+		for i, tc := range []struct {
+			name    string
+			advance time.Duration
+			calls   int
+			reached int
+		}{
+			{name: "late in a minute", calls: 4, reached: 3},
+			{name: "early in the next", advance: 4 * time.Second, calls: 3, reached: 0},
+			{name: "59.999 s after the first", advance: 55*time.Second + 999*time.Millisecond, calls: 2, reached: 0},
+			{name: "60 s after", advance: time.Millisecond, calls: 4, reached: 3},
+		} {
+			clock.add(tc.advance)
+			before := tg.hits.Load()
+			for j := range tc.calls {
+				_ = runCall(instances[(i+j)%2], step, step.Node, nil)
+			}
+			if got := tg.hits.Load() - before; got != int64(tc.reached) {
+				t.Fatalf("%s: %d of %d calls reached the target, want %d", tc.name, got, tc.calls, tc.reached)
+			}
+		}
+	})
+}
+
 // TestServiceRateLimitBlocks: with a limit high enough to be claimed in blocks, two
 // instances sharing the database still let exactly the limit through, and a limit too
 // small for blocks is counted call by call again from the next minute.
@@ -561,7 +594,9 @@ func TestServiceRateLimitBlocks(t *testing.T) {
 		var claimed int64
 		counted := func() int64 {
 			t.Helper()
-			if err := st.Reader().QueryRow(context.Background(), `SELECT n FROM http_rate_windows WHERE customer_id = $1`, f.cid).Scan(&claimed); err != nil {
+			// The calls that count now: claimed less than 60 s before the clock.
+			if err := st.Reader().QueryRow(context.Background(), `SELECT COALESCE(SUM(n), 0) FROM http_rate_claims WHERE customer_id = $1 AND ends_at > $2`,
+				f.cid, clock.now().UnixMilli()-store.HTTPRateWindow).Scan(&claimed); err != nil {
 				t.Fatal(err)
 			}
 			return claimed
@@ -578,7 +613,7 @@ func TestServiceRateLimitBlocks(t *testing.T) {
 		} {
 			if tc.rate > 0 {
 				f.setRate(t, tc.rate)
-				clock.add(time.Minute)
+				clock.add(time.Minute + leaseTTL) // past the blocks' use and their 60 s
 			}
 			before := tg.hits.Load()
 			refused := 0

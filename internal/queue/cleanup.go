@@ -16,8 +16,9 @@ type CleanupArgs struct{}
 // Kind names the job.
 func (CleanupArgs) Kind() string { return "cleanup" }
 
-// CleanupWorker expires idempotency keys older than their window and console sessions
-// past their expiry, and forgets long-dead instances.
+// CleanupWorker expires idempotency keys older than their window, console sessions past
+// their expiry and HTTP-step rate-limit claims past the limit's window, and forgets
+// long-dead instances.
 type CleanupWorker struct {
 	river.WorkerDefaults[CleanupArgs]
 	Store             *store.Store
@@ -35,6 +36,10 @@ func (w *CleanupWorker) Work(ctx context.Context, _ *river.Job[CleanupArgs]) err
 		w.Log.Info("expired idempotency keys", "count", n)
 	}
 	if _, err := w.Store.DeleteExpiredConsoleSessions(ctx, time.Now()); err != nil {
+		return err
+	}
+	// Claims are kept a minute past the window, for clocks a little apart.
+	if err := w.Store.DeleteExpiredHTTPClaims(ctx, time.Now().UnixMilli()-2*store.HTTPRateWindow); err != nil {
 		return err
 	}
 	return w.Store.RemoveInstance(ctx, "", time.Now().Add(-24*time.Hour).UnixMilli())

@@ -27,6 +27,7 @@ import (
 type Queue struct {
 	start    func(context.Context) error
 	stop     func(context.Context) error
+	cancel   func(context.Context) error // stop, cancelling the jobs in progress
 	insert   func(context.Context, river.JobArgs, *river.InsertOpts) error
 	insertTx func(context.Context, store.Tx, river.JobArgs, *river.InsertOpts) error
 }
@@ -109,7 +110,7 @@ func New(st *store.Store, cfg Config) (*Queue, error) {
 // wrap adapts a River client typed by its engine's transaction to Queue.
 func wrap[TTx any](c *river.Client[TTx], engineTx func(store.Tx) TTx) *Queue {
 	return &Queue{
-		start: c.Start, stop: c.Stop,
+		start: c.Start, stop: c.Stop, cancel: c.StopAndCancel,
 		insert: func(ctx context.Context, a river.JobArgs, o *river.InsertOpts) error {
 			_, err := c.Insert(ctx, a, o)
 			return err
@@ -124,8 +125,22 @@ func wrap[TTx any](c *river.Client[TTx], engineTx func(store.Tx) TTx) *Queue {
 // Start begins working jobs.
 func (q *Queue) Start(ctx context.Context) error { return q.start(ctx) }
 
-// Stop waits for running jobs to finish (bounded by ctx).
-func (q *Queue) Stop(ctx context.Context) error { return q.stop(ctx) }
+// Stop waits for running jobs to finish, for three quarters of the time ctx leaves;
+// jobs still running then are cancelled (a cancelled job is retried later: the
+// retention picks up where it stopped), and waited for until ctx ends.
+func (q *Queue) Stop(ctx context.Context) error {
+	soft := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		soft, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(deadline)*3/4))
+		defer cancel()
+	}
+	err := q.stop(soft)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	return q.cancel(ctx)
+}
 
 // Insert enqueues a job on its own.
 func (q *Queue) Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) error {

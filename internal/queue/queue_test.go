@@ -102,3 +102,59 @@ func TestQueue(t *testing.T) {
 		}
 	})
 }
+
+type blockArgs struct{}
+
+func (blockArgs) Kind() string { return "block" }
+
+// blockWorker works until its context is cancelled.
+type blockWorker struct {
+	river.WorkerDefaults[blockArgs]
+	started, cancelled chan struct{}
+}
+
+func (w *blockWorker) Work(ctx context.Context, _ *river.Job[blockArgs]) error {
+	close(w.started)
+	<-ctx.Done()
+	close(w.cancelled)
+	return ctx.Err()
+}
+
+// TestQueueStopCancels: a job still running when Stop's time is nearly up is cancelled,
+// and Stop returns without an error once it has ended.
+func TestQueueStopCancels(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		if err := queue.Migrate(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+		w := &blockWorker{started: make(chan struct{}), cancelled: make(chan struct{})}
+		workers := river.NewWorkers()
+		river.AddWorker(workers, w)
+		q, err := queue.New(st, queue.Config{Workers: workers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Insert(ctx, blockArgs{}, nil); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-w.started:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the job did not start")
+		}
+		stopCtx, cancel := context.WithTimeout(ctx, 4*time.Second)
+		defer cancel()
+		if err := q.Stop(stopCtx); err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+		select {
+		case <-w.cancelled:
+		default:
+			t.Fatal("stop returned, the job was not cancelled")
+		}
+	})
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"sync"
 )
 
@@ -15,9 +16,15 @@ import (
 // first; bulk ones (a broadcast's fan-out) fill each transaction's remaining room, at
 // most maxBulk of them, so a flood of bulk work never makes an interactive operation
 // wait behind more than a transaction's small share of it.
+//
+// An interactive operation may carry a key (DoKeyed): all operations with the same key
+// go to the same writer, so they share or follow each other's transactions and never
+// wait for one another's row locks (a run's commits lock its user's row; with every
+// trigger for one user, writers in parallel would queue up behind that one row).
 type Batcher struct {
 	st      *Store
 	ops     chan *batchOp
+	keyed   []chan *batchOp // one per writer
 	bulk    chan *batchOp
 	maxOps  int
 	maxBulk int
@@ -36,13 +43,15 @@ var ErrClosed = errors.New("store: batcher closed")
 
 // NewBatcher starts writers goroutines that commit up to maxOps operations per
 // transaction, of which at most maxBulk/16 (and at least one) bulk ones. Zero takes the
-// defaults: 1 writer on SQLite (it has a single writer anyway), 8 on PostgreSQL (which
-// commits in parallel); 128 operations.
+// defaults: 1 writer on SQLite (it has a single writer anyway), 2 on PostgreSQL: one
+// commits while the other gathers, and a transaction is one round trip whatever it
+// carries, so fewer, fuller transactions cost the server less CPU per run than many in
+// parallel (BENCHMARKS.md); 128 operations.
 func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
 	if writers <= 0 {
 		writers = 1
 		if s.dialect == Postgres {
-			writers = 8
+			writers = 2
 		}
 	}
 	if maxOps <= 0 {
@@ -50,8 +59,10 @@ func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
 	}
 	b := &Batcher{st: s, ops: make(chan *batchOp, 4096), bulk: make(chan *batchOp, 256), maxOps: maxOps, maxBulk: max(1, maxOps/16)}
 	for range writers {
+		own := make(chan *batchOp, 1024)
+		b.keyed = append(b.keyed, own)
 		b.wg.Add(1)
-		go b.loop()
+		go b.loop(own)
 	}
 	return b
 }
@@ -65,6 +76,17 @@ func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
 // not leave the caller unsure whether its operation committed.
 func (b *Batcher) Do(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
 	return b.submit(b.ops, fn)
+}
+
+// DoKeyed is Do for an operation that must not run in parallel with others of the same
+// key (they lock the same rows): such operations all go to one writer.
+func (b *Batcher) DoKeyed(ctx context.Context, key string, fn func(ctx context.Context, tx Tx) error) error {
+	if len(b.keyed) == 1 {
+		return b.submit(b.ops, fn)
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return b.submit(b.keyed[h.Sum32()%uint32(len(b.keyed))], fn)
 }
 
 // DoBulk is Do for bulk work, which yields to interactive operations: keep each fn
@@ -92,24 +114,34 @@ func (b *Batcher) Close() {
 		b.closed = true
 		close(b.ops)
 		close(b.bulk)
+		for _, c := range b.keyed {
+			close(c)
+		}
 	}
 	b.closeMu.Unlock()
 	b.wg.Wait()
 }
 
-func (b *Batcher) loop() {
+func (b *Batcher) loop(own chan *batchOp) {
 	defer b.wg.Done()
 	ops, bulk := b.ops, b.bulk
 	batch := make([]*batchOp, 0, b.maxOps)
-	for ops != nil || bulk != nil {
+	for ops != nil || bulk != nil || own != nil {
 		batch = batch[:0]
-		// Interactive operations first; wait for either lane only when both are empty.
+		// Interactive operations first; wait for any lane only when all are empty.
+		own = drain(own, &batch, 1)
 		ops = drain(ops, &batch, 1)
 		if len(batch) == 0 {
-			if ops == nil && bulk == nil {
+			if ops == nil && bulk == nil && own == nil {
 				break
 			}
 			select {
+			case op, ok := <-own:
+				if !ok {
+					own = nil
+					continue
+				}
+				batch = append(batch, op)
 			case op, ok := <-ops:
 				if !ok {
 					ops = nil
@@ -124,6 +156,7 @@ func (b *Batcher) loop() {
 				batch = append(batch, op)
 			}
 		}
+		own = drain(own, &batch, b.maxOps)
 		ops = drain(ops, &batch, b.maxOps)
 		bulk = drain(bulk, &batch, min(b.maxOps, len(batch)+b.maxBulk))
 		b.commit(batch)
@@ -149,6 +182,8 @@ func drain(lane chan *batchOp, batch *[]*batchOp, limit int) chan *batchOp {
 
 func (b *Batcher) commit(batch []*batchOp) {
 	ctx := context.Background()
+	b.st.batchCommits.Add(1)
+	b.st.batchOps.Add(int64(len(batch)))
 	if len(batch) == 1 {
 		batch[0].done <- b.st.InTx(ctx, func(tx Tx) error { return batch[0].fn(ctx, tx) })
 		return

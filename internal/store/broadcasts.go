@@ -81,24 +81,39 @@ type NewBroadcast struct {
 	Broadcast
 	// RecipientIDs are channel user ids, in order.
 	RecipientIDs []string
-	// Users are created or updated first, in the same transaction (v2).
+	// Users are created or updated (v2) while the recipients are stored.
 	Users []UserUpsert
 	// IdempotencyKey, when set, makes a retry within window return the first broadcast.
 	IdempotencyKey string
 }
 
-// CreateBroadcast stores a broadcast, its recipients and its users in one transaction.
-// With an idempotency key already used within the window (after expiredBefore), it
-// stores nothing and returns that broadcast's id and true.
-func (s *Store) CreateBroadcast(ctx context.Context, nb NewBroadcast, expiredBefore int64) (int64, bool, error) {
+// BroadcastAccepting is the status of a broadcast whose recipients are still being
+// stored: no one sees, claims or cancels it. Accepting a large broadcast takes many small
+// transactions, so that API triggers are never held up behind one big one; a broadcast
+// left accepting by an instance that died is dropped (DropAbandonedBroadcasts).
+const BroadcastAccepting = "ACCEPTING"
+
+// ErrBroadcastAccepting is returned for an idempotency key whose broadcast is still
+// being accepted.
+var ErrBroadcastAccepting = errors.New("a broadcast with this idempotency key is still being accepted")
+
+// BeginBroadcast stores a broadcast without its recipients, as accepting and owned by
+// owner (the accepting instance); AddBroadcastRecipients stores them and EndAccepting
+// makes it nb.Status. With an idempotency key already used within the window (after
+// expiredBefore), it stores nothing and returns that broadcast's id and true.
+func (s *Store) BeginBroadcast(ctx context.Context, nb NewBroadcast, owner string, expiredBefore int64) (int64, bool, error) {
 	var id int64
 	var dup bool
 	err := s.InTx(ctx, func(tx Tx) error {
 		id, dup = 0, false
 		if nb.IdempotencyKey != "" {
-			err := tx.QueryRow(ctx, `SELECT id FROM broadcasts WHERE bot_id = $1 AND idem_key = $2 AND created_at >= $3`,
-				nb.BotID, nb.IdempotencyKey, expiredBefore).Scan(&id)
+			var status string
+			err := tx.QueryRow(ctx, `SELECT id, status FROM broadcasts WHERE bot_id = $1 AND idem_key = $2 AND created_at >= $3`,
+				nb.BotID, nb.IdempotencyKey, expiredBefore).Scan(&id, &status)
 			if err == nil {
+				if status == BroadcastAccepting {
+					return ErrBroadcastAccepting
+				}
 				dup = true
 				return nil
 			}
@@ -110,63 +125,122 @@ func (s *Store) CreateBroadcast(ctx context.Context, nb NewBroadcast, expiredBef
 				return err
 			}
 		}
-		for _, u := range nb.Users {
-			if _, err := s.UpsertUserID(ctx, tx, u); err != nil {
-				return err
-			}
-		}
 		channels, err := json.Marshal(nb.Channels)
 		if err != nil {
 			return err
 		}
-		var key *string
+		var key, own *string
 		if nb.IdempotencyKey != "" {
 			key = &nb.IdempotencyKey
 		}
-		b := nb.Broadcast
-		err = tx.QueryRow(ctx, `INSERT INTO broadcasts (bot_id, api_version, title, request, content, channels, status, publish_at,
-			recipients, idem_key, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id`,
-			b.BotID, b.APIVersion, b.Title, string(b.Request), string(b.Content), string(channels), b.Status, b.PublishAt,
-			len(nb.RecipientIDs), key, b.CreatedAt).Scan(&id)
-		if err != nil {
-			return err
+		if owner != "" {
+			own = &owner
 		}
-		return s.insertRecipients(ctx, tx, id, nb.RecipientIDs, b.CreatedAt)
+		b := nb.Broadcast
+		return tx.QueryRow(ctx, `INSERT INTO broadcasts (bot_id, api_version, title, request, content, channels, status, publish_at,
+			recipients, idem_key, owner, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'ACCEPTING', $7, $8, $9, $10, $11, $11) RETURNING id`,
+			b.BotID, b.APIVersion, b.Title, string(b.Request), string(b.Content), string(channels), b.PublishAt,
+			len(nb.RecipientIDs), key, own, b.CreatedAt).Scan(&id)
 	})
+	if errors.Is(err, ErrBroadcastAccepting) {
+		return 0, false, err
+	}
 	if err != nil {
 		return 0, false, fmt.Errorf("create broadcast: %w", err)
 	}
 	return id, dup, nil
 }
 
-// recipientRowsPerInsert bounds one multi-row insert (4 parameters a row).
-const recipientRowsPerInsert = 500
-
-func (s *Store) insertRecipients(ctx context.Context, tx Tx, id int64, ids []string, now int64) error {
-	var q strings.Builder
-	args := make([]any, 0, recipientRowsPerInsert*3+2)
+// AddBroadcastRecipients stores recipients of an accepting broadcast, ids being those
+// from seq from on.
+func (s *Store) AddBroadcastRecipients(ctx context.Context, q Querier, id int64, ids []string, from int, now int64) error {
+	var sql strings.Builder
+	args := make([]any, 0, recipientRowsPerInsert*2+2)
 	for start := 0; start < len(ids); start += recipientRowsPerInsert {
 		chunk := ids[start:min(start+recipientRowsPerInsert, len(ids))]
-		q.Reset()
+		sql.Reset()
 		args = append(args[:0], id, now)
-		q.WriteString(`INSERT INTO broadcast_recipients (broadcast_id, seq, channel_user_id, status, updated_at) VALUES `)
+		sql.WriteString(`INSERT INTO broadcast_recipients (broadcast_id, seq, channel_user_id, status, updated_at) VALUES `)
 		for i, cuid := range chunk {
 			if i > 0 {
-				q.WriteByte(',')
+				sql.WriteByte(',')
 			}
-			args = append(args, start+i, cuid)
-			fmt.Fprintf(&q, "($1, $%d, $%d, 'queued', $2)", len(args)-1, len(args))
+			args = append(args, from+start+i, cuid)
+			fmt.Fprintf(&sql, "($1, $%d, $%d, 'queued', $2)", len(args)-1, len(args))
 		}
-		if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
-			return fmt.Errorf("store recipients: %w", err)
+		if _, err := q.Exec(ctx, sql.String(), args...); err != nil {
+			return fmt.Errorf("store recipients of broadcast #%d: %w", id, err)
 		}
 	}
 	return nil
 }
 
+// EndAccepting makes an accepting broadcast whose recipients are all stored status
+// (scheduled): from now on it is seen, claimed and cancelled like any other.
+func (s *Store) EndAccepting(ctx context.Context, id int64, status string) error {
+	n, err := s.w.Exec(ctx, `UPDATE broadcasts SET status = $2, owner = NULL, updated_at = $3 WHERE id = $1 AND status = 'ACCEPTING'`,
+		id, status, nowMS())
+	if err != nil {
+		return fmt.Errorf("accept broadcast #%d: %w", id, err)
+	}
+	if n != 1 {
+		return fmt.Errorf("accept broadcast #%d: it was dropped while its recipients were stored", id)
+	}
+	return nil
+}
+
+// DropAccepting deletes a broadcast whose acceptance failed, with the recipients stored
+// so far.
+func (s *Store) DropAccepting(ctx context.Context, id int64) error {
+	return s.InTx(ctx, func(tx Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM broadcast_recipients WHERE broadcast_id = $1
+			AND EXISTS (SELECT 1 FROM broadcasts WHERE id = $1 AND status = 'ACCEPTING')`, id); err != nil {
+			return fmt.Errorf("drop broadcast #%d: %w", id, err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM broadcasts WHERE id = $1 AND status = 'ACCEPTING'`, id); err != nil {
+			return fmt.Errorf("drop broadcast #%d: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// DropAbandonedBroadcasts deletes broadcasts left accepting by an instance that is not
+// alive (no heartbeat since liveSince) and untouched since then: the client got no
+// answer, and its retry stores the broadcast again. It returns how many it dropped.
+func (s *Store) DropAbandonedBroadcasts(ctx context.Context, liveSince int64) (int, error) {
+	rows, err := s.w.Query(ctx, `SELECT id FROM broadcasts WHERE status = 'ACCEPTING' AND updated_at < $1
+		AND (owner IS NULL OR owner NOT IN (SELECT id FROM instances WHERE heartbeat_at >= $1))`, liveSince)
+	if err != nil {
+		return 0, fmt.Errorf("find abandoned broadcasts: %w", err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("find abandoned broadcasts: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("find abandoned broadcasts: %w", err)
+	}
+	for _, id := range ids {
+		if err := s.DropAccepting(ctx, id); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
+}
+
+// recipientRowsPerInsert bounds one multi-row insert (2 parameters a row).
+const recipientRowsPerInsert = 500
+
 // BroadcastByID returns a bot's broadcast.
 func (s *Store) BroadcastByID(ctx context.Context, botID, id int64) (Broadcast, error) {
-	b, err := scanBroadcast(s.r.QueryRow(ctx, `SELECT `+broadcastCols+` FROM broadcasts WHERE id = $1 AND bot_id = $2`, id, botID))
+	b, err := scanBroadcast(s.r.QueryRow(ctx, `SELECT `+broadcastCols+` FROM broadcasts WHERE id = $1 AND bot_id = $2
+		AND status <> 'ACCEPTING'`, id, botID))
 	if err != nil {
 		return Broadcast{}, fmt.Errorf("broadcast #%d: %w", id, err)
 	}
@@ -193,7 +267,8 @@ func (s *Store) Broadcasts(ctx context.Context, botID, before int64, limit int) 
 	if before <= 0 {
 		before = 1<<63 - 1
 	}
-	rows, err := s.r.Query(ctx, `SELECT `+broadcastCols+` FROM broadcasts WHERE bot_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3`,
+	rows, err := s.r.Query(ctx, `SELECT `+broadcastCols+` FROM broadcasts WHERE bot_id = $1 AND id < $2 AND status <> 'ACCEPTING'
+		ORDER BY id DESC LIMIT $3`,
 		botID, before, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list broadcasts: %w", err)
@@ -359,7 +434,7 @@ func (s *Store) CancelBroadcast(ctx context.Context, botID, id int64) (string, e
 			WHERE id = $1 AND bot_id = $2 AND status IN ('SCHEDULED', 'PUBLISHING') RETURNING status`, id, botID, now).Scan(&status)
 		if errors.Is(err, ErrNotFound) {
 			b, err := s.broadcastByIDAnyBot(ctx, tx, id)
-			if err != nil || b.BotID != botID {
+			if err != nil || b.BotID != botID || b.Status == BroadcastAccepting {
 				return fmt.Errorf("broadcast #%d: %w", id, ErrNotFound)
 			}
 			status = b.Status

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -68,9 +69,31 @@ type Row interface {
 
 // Tx is a transaction. Driver returns the engine's own transaction (*sql.Tx on SQLite,
 // pgx.Tx on PostgreSQL) so the job queue can enqueue inside it.
+//
+// QueueExec and QueueRow add a statement whose outcome the caller does not need at once.
+// On PostgreSQL they are held back and sent together, in one round trip, when the
+// transaction next needs an answer (a direct statement, or its commit): a group commit of
+// many runs then costs a few round trips instead of one per statement. On SQLite, which
+// has no round trips, they run at once. check and scan (either may be nil) see the
+// outcome when it comes; an error they return, or the statement's, fails the transaction.
+// Arguments are read when the statement is queued.
 type Tx interface {
 	Querier
 	Driver() any
+	QueueExec(query string, args []any, check func(rowsAffected int64) error) error
+	QueueRow(query string, args []any, scan func(Row) error) error
+}
+
+// queueExec queues query on q when q is a transaction, and runs it at once otherwise.
+func queueExec(ctx context.Context, q Querier, query string, args []any, check func(int64) error) error {
+	if tx, ok := q.(Tx); ok {
+		return tx.QueueExec(query, args, check)
+	}
+	n, err := q.Exec(ctx, query, args...)
+	if err != nil || check == nil {
+		return err
+	}
+	return check(n)
 }
 
 // Store is the database.
@@ -90,6 +113,10 @@ type Store struct {
 
 	// PostgreSQL.
 	pool *pgxpool.Pool
+	// stats counts the statements and round trips sent to PostgreSQL.
+	stats *pgStats
+	// The Batchers' group commits and the operations they carried.
+	batchCommits, batchOps atomic.Int64
 
 	w, r Querier
 
@@ -223,6 +250,8 @@ func openPostgres(ctx context.Context, dsn string, opts Options) (*Store, error)
 	} else if cfg.MaxConns < 32 {
 		cfg.MaxConns = 32 // the group-commit writers plus readers and the job queue
 	}
+	stats := &pgStats{}
+	cfg.ConnConfig.Tracer = stats
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect postgres: %w", err)
@@ -231,7 +260,7 @@ func openPostgres(ctx context.Context, dsn string, opts Options) (*Store, error)
 		pool.Close()
 		return nil, fmt.Errorf("connect postgres: %w", err)
 	}
-	s := &Store{dialect: Postgres, pool: pool}
+	s := &Store{dialect: Postgres, pool: pool, stats: stats}
 	s.w, s.r = pgxQuerier{pool}, pgxQuerier{pool}
 	return s, nil
 }
@@ -277,18 +306,7 @@ func (s *Store) sqlDB() *sql.DB {
 // InTx runs fn in a transaction, committing when it returns nil.
 func (s *Store) InTx(ctx context.Context, fn func(Tx) error) error {
 	if s.pool != nil {
-		tx, err := s.pool.Begin(ctx)
-		if err != nil {
-			return fmt.Errorf("begin: %w", err)
-		}
-		if err := fn(pgxTx{pgxQuerier{tx}, tx}); err != nil {
-			_ = tx.Rollback(ctx)
-			return err
-		}
-		if err := tx.Commit(ctx); err != nil {
-			return fmt.Errorf("commit: %w", err)
-		}
-		return nil
+		return s.inPgxTx(ctx, fn)
 	}
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
@@ -455,6 +473,22 @@ type sqlTx struct {
 
 func (t sqlTx) Driver() any { return t.tx }
 
+func (t sqlTx) QueueExec(query string, args []any, check func(int64) error) error {
+	n, err := t.Exec(context.Background(), query, args...)
+	if err != nil || check == nil {
+		return err
+	}
+	return check(n)
+}
+
+func (t sqlTx) QueueRow(query string, args []any, scan func(Row) error) error {
+	if scan == nil {
+		_, err := t.Exec(context.Background(), query, args...)
+		return err
+	}
+	return scan(t.QueryRow(context.Background(), query, args...))
+}
+
 // pgx adapter.
 
 type pgxRunner interface {
@@ -493,12 +527,219 @@ type pgxRow struct{ row pgx.Row }
 
 func (r pgxRow) Scan(dest ...any) error { return translate(r.row.Scan(dest...)) }
 
+// pgxTx is a PostgreSQL transaction that holds queued statements back until it needs
+// an answer from the server. It begins lazily: a transaction of queued statements only
+// goes to the server at its commit, BEGIN, statements and COMMIT in one round trip (two
+// when a statement's outcome must be checked before committing).
 type pgxTx struct {
 	pgxQuerier
-	tx pgx.Tx
+	conn    *pgxpool.Conn
+	tx      pgx.Tx // once begun
+	ctx     context.Context
+	pending *pgx.Batch
+	checked bool // a queued statement's outcome decides whether to commit
+	// err is the first failure of queued statements: the transaction cannot commit.
+	err error
 }
 
-func (t pgxTx) Driver() any { return t.tx }
+func (s *Store) inPgxTx(ctx context.Context, fn func(Tx) error) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	// A connection released inside a transaction (an error half-way through a
+	// pipeline) is closed by the pool rather than reused.
+	defer conn.Release()
+	t := &pgxTx{conn: conn, ctx: ctx}
+	t.pgxQuerier = pgxQuerier{pipeRunner{t}}
+	if err := fn(t); err != nil {
+		t.rollback()
+		return err
+	}
+	if t.tx != nil {
+		if err := t.flush(); err != nil {
+			t.rollback()
+			return err
+		}
+		if err := t.tx.Commit(ctx); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		return nil
+	}
+	if t.pending == nil {
+		return nil // nothing was written
+	}
+	b := t.pending
+	t.pending = nil
+	// BEGIN and COMMIT travel with the statements. A failed statement makes the server
+	// turn the COMMIT into a rollback; a check that fails needs the answers before the
+	// COMMIT, which then follows in a round trip of its own.
+	full := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(b.QueuedQueries)+2)}
+	full.Queue("BEGIN")
+	full.QueuedQueries = append(full.QueuedQueries, b.QueuedQueries...)
+	if !t.checked {
+		full.Queue("COMMIT")
+	}
+	if err := conn.Conn().SendBatch(ctx, full).Close(); err != nil {
+		if conn.Conn().PgConn().TxStatus() != 'I' {
+			_, _ = conn.Exec(ctx, "ROLLBACK")
+		}
+		return translate(err)
+	}
+	if t.checked {
+		if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+	}
+	return nil
+}
+
+func (t *pgxTx) rollback() {
+	switch {
+	case t.tx != nil:
+		_ = t.tx.Rollback(t.ctx)
+	case t.conn.Conn().PgConn().TxStatus() != 'I':
+		_, _ = t.conn.Exec(t.ctx, "ROLLBACK")
+	}
+}
+
+// begin starts the transaction on the server, for a statement that needs its answer now.
+func (t *pgxTx) begin() error {
+	if t.tx != nil {
+		return nil
+	}
+	tx, err := t.conn.Begin(t.ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	t.tx = tx
+	return nil
+}
+
+// Driver flushes what is queued, since the caller will run statements of its own; an
+// error there is kept, and fails the commit.
+func (t *pgxTx) Driver() any {
+	if err := t.flush(); err != nil && t.tx == nil {
+		return brokenTx{err: err}
+	}
+	return t.tx
+}
+
+// brokenTx is the pgx.Tx of a transaction that could not begin: its statements fail.
+type brokenTx struct {
+	pgx.Tx // nil: methods not overridden are not used by the job queue's inserts
+	err    error
+}
+
+func (b brokenTx) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
+	return pgconn.CommandTag{}, b.err
+}
+
+func (b brokenTx) Query(context.Context, string, ...any) (pgx.Rows, error) { return nil, b.err }
+
+func (b brokenTx) QueryRow(context.Context, string, ...any) pgx.Row { return errRow{b.err} }
+
+func (b brokenTx) CopyFrom(context.Context, pgx.Identifier, []string, pgx.CopyFromSource) (int64, error) {
+	return 0, b.err
+}
+
+func (t *pgxTx) QueueExec(query string, args []any, check func(int64) error) error {
+	if t.pending == nil {
+		t.pending = &pgx.Batch{}
+	}
+	qq := t.pending.Queue(query, args...)
+	if check == nil {
+		qq.Exec(func(pgconn.CommandTag) error { return nil })
+		return nil
+	}
+	t.checked = true
+	qq.Exec(func(ct pgconn.CommandTag) error { return check(ct.RowsAffected()) })
+	return nil
+}
+
+func (t *pgxTx) QueueRow(query string, args []any, scan func(Row) error) error {
+	if t.pending == nil {
+		t.pending = &pgx.Batch{}
+	}
+	qq := t.pending.Queue(query, args...)
+	if scan == nil {
+		qq.Exec(func(pgconn.CommandTag) error { return nil })
+		return nil
+	}
+	// A scan's error is this transaction's, known after the statement ran: like a
+	// check, it must be heard before the COMMIT.
+	t.checked = true
+	qq.QueryRow(func(row pgx.Row) error { return scan(pgxRow{row}) })
+	return nil
+}
+
+// queueGuarded queues a statement written to fail on the server with a division by zero
+// when its guard does not hold, and reports that failure as guardErr. Unlike a check, a
+// guard needs no answer before the COMMIT: the failure itself rolls the transaction back,
+// so a transaction of queued statements stays one round trip.
+func (t *pgxTx) queueGuarded(query string, args []any, guardErr error) {
+	if t.pending == nil {
+		t.pending = &pgx.Batch{}
+	}
+	qq := t.pending.Queue(query, args...)
+	qq.Fn = func(br pgx.BatchResults) error {
+		_, err := br.Exec()
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "22012" { // division_by_zero
+			return guardErr
+		}
+		return err
+	}
+}
+
+// flush begins the transaction if needed and sends the queued statements in one round
+// trip, hearing their outcomes.
+func (t *pgxTx) flush() error {
+	if t.err != nil {
+		return t.err
+	}
+	if err := t.begin(); err != nil {
+		t.err = err
+		return err
+	}
+	b := t.pending
+	if b == nil {
+		return nil
+	}
+	t.pending = nil
+	if err := t.tx.SendBatch(t.ctx, b).Close(); err != nil {
+		t.err = translate(err)
+	}
+	return t.err
+}
+
+// pipeRunner runs a direct statement of a pgxTx after what was queued before it.
+type pipeRunner struct{ t *pgxTx }
+
+func (p pipeRunner) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if err := p.t.flush(); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	return p.t.tx.Exec(ctx, sql, args...)
+}
+
+func (p pipeRunner) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := p.t.flush(); err != nil {
+		return nil, err
+	}
+	return p.t.tx.Query(ctx, sql, args...)
+}
+
+func (p pipeRunner) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := p.t.flush(); err != nil {
+		return errRow{err}
+	}
+	return p.t.tx.QueryRow(ctx, sql, args...)
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // translate maps engine errors onto the store's sentinels.
 func translate(err error) error {

@@ -46,50 +46,71 @@ type HTTPStepLog struct {
 	Detail     []byte
 }
 
-// ClaimHTTPCalls takes n HTTP-step calls of the customer in the minute starting at
-// windowStart (Unix ms), all or none, and reports whether it got them: the customer's
-// http_rate, or defaultLimit when it has none, caps the calls of a minute. Nothing is
-// counted when the claim is refused. It is one upsert on the customer's row, so it holds
-// across every instance sharing the database. A clock behind the row's minute counts
-// towards the row's minute rather than reopening an old one.
-func (s *Store) ClaimHTTPCalls(ctx context.Context, q Querier, customerID, windowStart int64, defaultLimit, n int) (bool, error) {
-	if q == nil {
-		q = s.w
-	}
+// HTTPRateWindow is the span the HTTP-step rate limit counts calls over.
+const HTTPRateWindow = int64(60_000) // ms
+
+// ClaimHTTPCalls takes n HTTP-step calls of the customer, all or none, and reports
+// whether it got them: the customer's http_rate, or defaultLimit when it has none, caps
+// the calls within any 60 s. The calls may be made from at to until (Unix ms; until ==
+// at for a call made at once, later for a block an instance uses as calls come). A
+// claim counts against the limit while its until is less than 60 s old, so calls made
+// in its span and calls claimed within 60 s of its end never add up to more than the
+// limit. Nothing is counted when the claim is refused. The customer's row is locked
+// while counting, so the limit holds across every instance sharing the database. q is
+// a transaction, or nil for one of its own.
+func (s *Store) ClaimHTTPCalls(ctx context.Context, q Querier, customerID, at, until int64, defaultLimit, n int) (bool, error) {
 	if n < 1 {
 		return false, fmt.Errorf("claim %d http calls: want at least one", n)
 	}
-	// The SELECT proposes no row when n alone is over the limit, so a new minute cannot
-	// start over it either.
-	query := `INSERT INTO http_rate_windows (customer_id, window_start, n)
-		SELECT $1, $2, $4 WHERE $4 <= COALESCE((SELECT http_rate FROM customers WHERE id = $1), $3)
-		ON CONFLICT (customer_id) DO UPDATE SET
-			n = CASE WHEN excluded.window_start > http_rate_windows.window_start THEN excluded.n
-				ELSE http_rate_windows.n + excluded.n END,
-			window_start = MAX(http_rate_windows.window_start, excluded.window_start)
-		WHERE excluded.window_start > http_rate_windows.window_start
-			OR http_rate_windows.n + excluded.n <= COALESCE((SELECT http_rate FROM customers WHERE id = $1), $3)
-		RETURNING n`
-	if s.dialect == Postgres {
-		query = `INSERT INTO http_rate_windows (customer_id, window_start, n)
-		SELECT $1::bigint, $2::bigint, $4::bigint WHERE $4::bigint <= COALESCE((SELECT http_rate FROM customers WHERE id = $1::bigint), $3::bigint)
-		ON CONFLICT (customer_id) DO UPDATE SET
-			n = CASE WHEN excluded.window_start > http_rate_windows.window_start THEN excluded.n
-				ELSE http_rate_windows.n + excluded.n END,
-			window_start = GREATEST(http_rate_windows.window_start, excluded.window_start)
-		WHERE excluded.window_start > http_rate_windows.window_start
-			OR http_rate_windows.n + excluded.n <= COALESCE((SELECT http_rate FROM customers WHERE id = $1::bigint), $3::bigint)
-		RETURNING n`
+	if q == nil {
+		var ok bool
+		err := s.InTx(ctx, func(tx Tx) error {
+			var err error
+			ok, err = s.ClaimHTTPCalls(ctx, tx, customerID, at, until, defaultLimit, n)
+			return err
+		})
+		return ok, err
 	}
-	var total int64
-	err := q.QueryRow(ctx, query, customerID, windowStart, defaultLimit, n).Scan(&total)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, ErrNotFound): // refused: the minute has fewer than n calls left
+	lock := ""
+	if s.dialect == Postgres {
+		// NO KEY: bots of the customer may still be inserted meanwhile (their foreign key
+		// takes a KEY SHARE lock).
+		lock = " FOR NO KEY UPDATE"
+	}
+	limit := int64(defaultLimit)
+	var own *int64
+	err := q.QueryRow(ctx, `SELECT http_rate FROM customers WHERE id = $1`+lock, customerID).Scan(&own)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return false, fmt.Errorf("claim %d http calls of customer %d: %w", n, customerID, err)
+	}
+	if own != nil {
+		limit = *own
+	}
+	if int64(n) > limit {
 		return false, nil
 	}
-	return false, fmt.Errorf("claim %d http calls of customer %d: %w", n, customerID, err)
+	var used int64
+	if err := q.QueryRow(ctx, `SELECT COALESCE(SUM(n), 0) FROM http_rate_claims WHERE customer_id = $1 AND ends_at > $2`,
+		customerID, at-HTTPRateWindow).Scan(&used); err != nil {
+		return false, fmt.Errorf("count http calls of customer %d: %w", customerID, err)
+	}
+	if used+int64(n) > limit {
+		return false, nil
+	}
+	if _, err := q.Exec(ctx, `INSERT INTO http_rate_claims (customer_id, ends_at, n) VALUES ($1, $2, $3)
+		ON CONFLICT (customer_id, ends_at) DO UPDATE SET n = http_rate_claims.n + excluded.n`, customerID, until, n); err != nil {
+		return false, fmt.Errorf("claim %d http calls of customer %d: %w", n, customerID, err)
+	}
+	return true, nil
+}
+
+// DeleteExpiredHTTPClaims forgets rate-limit claims that ended before before, which
+// no longer count against any limit.
+func (s *Store) DeleteExpiredHTTPClaims(ctx context.Context, before int64) error {
+	if _, err := s.w.Exec(ctx, `DELETE FROM http_rate_claims WHERE ends_at < $1`, before); err != nil {
+		return fmt.Errorf("expire http rate claims: %w", err)
+	}
+	return nil
 }
 
 // CountHTTPStepCalls numbers n new calls of the step, the last made at lastAt (Unix ms),
@@ -124,14 +145,14 @@ func (s *Store) SetHTTPStepShapes(ctx context.Context, q Querier, k HTTPStep, sh
 // PutHTTPStepLog stores the log of call l.Seq in its slot, replacing the call made
 // HTTPStepLogsKept calls before it.
 func (s *Store) PutHTTPStepLog(ctx context.Context, q Querier, k HTTPStep, l HTTPStepLog) error {
-	_, err := q.Exec(ctx, `INSERT INTO http_step_logs
+	err := queueExec(ctx, q, `INSERT INTO http_step_logs
 		(flow_id, node_id, slot, seq, run_id, at, duration_us, method, url, status, error, message, detail)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 		ON CONFLICT (flow_id, node_id, slot) DO UPDATE SET seq = excluded.seq, run_id = excluded.run_id,
 			at = excluded.at, duration_us = excluded.duration_us, method = excluded.method, url = excluded.url,
 			status = excluded.status, error = excluded.error, message = excluded.message, detail = excluded.detail`,
-		k.FlowID, k.NodeID, l.Seq%HTTPStepLogsKept, l.Seq, l.RunID, l.At, l.DurationUS, l.Method, l.URL, l.Status,
-		l.Error, l.Message, string(l.Detail))
+		[]any{k.FlowID, k.NodeID, l.Seq % HTTPStepLogsKept, l.Seq, l.RunID, l.At, l.DurationUS, l.Method, l.URL, l.Status,
+			l.Error, l.Message, string(l.Detail)}, nil)
 	if err != nil {
 		return fmt.Errorf("log call %d of %s: %w", l.Seq, k, err)
 	}

@@ -30,23 +30,29 @@ func stepFixture(t *testing.T, st *store.Store, name string) (int64, store.HTTPS
 	return c.ID, store.HTTPStep{FlowID: f.ID, NodeID: "call"}
 }
 
+// TestClaimHTTPCalls: the limit holds within any 60 s, however the calls fall on
+// calendar minutes; times are given, never read from the clock.
 func TestClaimHTTPCalls(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
 		acme, _ := stepFixture(t, st, "acme")
 		globex, _ := stepFixture(t, st, "globex")
+		initech, _ := stepFixture(t, st, "initech")
 		seven := 7
-		if err := st.SetCustomerHTTPRate(ctx, globex, &seven); err != nil {
-			t.Fatal(err)
+		for _, c := range []int64{globex, initech} {
+			if err := st.SetCustomerHTTPRate(ctx, c, &seven); err != nil {
+				t.Fatal(err)
+			}
 		}
 		const minute = int64(60_000)
-		w := int64(1_700_000_000_000) / minute * minute
-		// claims makes `claims` claims of n calls each and counts those allowed.
-		claims := func(customer, window int64, claims, n int) int {
+		w := int64(1_700_000_000_000) / minute * minute // a calendar minute's start
+		// claims makes `claims` claims of n calls each at `at`, usable for span ms, and
+		// counts those allowed.
+		claims := func(customer, at, span int64, claims, n int) int {
 			t.Helper()
 			ok := 0
 			for range claims {
-				allowed, err := st.ClaimHTTPCalls(ctx, nil, customer, window, 3, n)
+				allowed, err := st.ClaimHTTPCalls(ctx, nil, customer, at, at+span, 3, n)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -59,36 +65,54 @@ func TestClaimHTTPCalls(t *testing.T) {
 		for _, tc := range []struct {
 			name     string
 			customer int64
-			window   int64
+			at, span int64
 			claims   int
 			n        int
 			want     int
 		}{
-			{"default limit", acme, w, 5, 1, 3},
-			{"still full", acme, w, 2, 1, 0},
-			{"account's own limit", globex, w, 10, 1, 7},
-			{"next minute starts afresh", acme, w + minute, 4, 1, 3},
-			{"a clock behind counts towards the newer minute", acme, w, 1, 1, 0},
-			{"blocks: all or none", globex, w + minute, 4, 3, 2},
-			{"the rest one by one", globex, w + minute, 2, 1, 1},
-			{"a block over the limit never starts a minute", acme, w + 2*minute, 1, 4, 0},
-			{"which is still new", acme, w + 2*minute, 4, 1, 3},
+			{"default limit", acme, w, 0, 5, 1, 3},
+			{"full until 60 s have passed", acme, w + minute - 1, 0, 2, 1, 0},
+			{"60 s later the first calls no longer count", acme, w + minute, 0, 4, 1, 3},
+			{"a clock behind counts the newer calls", acme, w, 0, 1, 1, 0},
+			{"account's own limit, late in a minute", globex, w + 50_000, 0, 10, 1, 7},
+			{"the next calendar minute is no reset", globex, w + minute, 0, 3, 1, 0},
+			{"nor its last instant", globex, w + 50_000 + minute - 1, 0, 1, 1, 0},
+			{"60 s after the calls", globex, w + 50_000 + minute, 0, 8, 1, 7},
+			{"blocks: all or none", initech, w, 0, 4, 3, 2},
+			{"the rest one by one", initech, w, 0, 2, 1, 1},
+			{"a block over the limit is refused", acme, w + 10*minute, 0, 1, 4, 0},
+			{"and counts nothing", acme, w + 10*minute, 0, 4, 1, 3},
+			{"a block usable for 5 s", initech, w + 2*minute, 5_000, 1, 3, 1},
+			{"counts 60 s from its span's end", initech, w + 3*minute + 4_999, 0, 8, 1, 4},
+			{"and no longer after", initech, w + 3*minute + 5_000, 0, 4, 1, 3},
 		} {
-			if got := claims(tc.customer, tc.window, tc.claims, tc.n); got != tc.want {
+			if got := claims(tc.customer, tc.at, tc.span, tc.claims, tc.n); got != tc.want {
 				t.Fatalf("%s: %d of %d claims of %d allowed, want %d", tc.name, got, tc.claims, tc.n, tc.want)
 			}
 		}
-		if _, err := st.ClaimHTTPCalls(ctx, nil, acme, w, 3, 0); err == nil {
+		if _, err := st.ClaimHTTPCalls(ctx, nil, acme, w, w, 3, 0); err == nil {
 			t.Fatal("a claim of no calls did not fail")
 		}
 
-		// Raising the limit takes effect within the minute.
+		// Raising the limit takes effect at once.
 		ten := 10
 		if err := st.SetCustomerHTTPRate(ctx, globex, &ten); err != nil {
 			t.Fatal(err)
 		}
-		if got := claims(globex, w+minute, 5, 1); got != 3 {
+		if got := claims(globex, w+50_000+minute, 0, 5, 1); got != 3 {
 			t.Fatalf("after raising the limit to 10: %d more claims allowed, want 3", got)
+		}
+
+		// The clean-up forgets claims past the window, and only those.
+		if err := st.DeleteExpiredHTTPClaims(ctx, w+50_000+minute); err != nil {
+			t.Fatal(err)
+		}
+		var left int
+		if err := st.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM http_rate_claims WHERE ends_at < $1`, w+50_000+minute).Scan(&left); err != nil || left != 0 {
+			t.Fatalf("%d expired claims left (%v)", left, err)
+		}
+		if got := claims(globex, w+50_000+minute, 0, 1, 1); got != 0 {
+			t.Fatal("the clean-up forgot claims that still count")
 		}
 	})
 }
@@ -228,7 +252,7 @@ func TestMigrateOutOfOrder(t *testing.T) {
 		ctx := context.Background()
 		// Undo 00002 alone, as if the database had been migrated without it.
 		for _, q := range []string{
-			`DROP TABLE http_rate_windows`, `DROP TABLE http_step_logs`, `DROP TABLE http_steps`,
+			`DROP TABLE IF EXISTS http_rate_windows`, `DROP TABLE http_step_logs`, `DROP TABLE http_steps`,
 			`DELETE FROM goose_db_version WHERE version_id = 2`,
 		} {
 			if _, err := st.Writer().Exec(ctx, q); err != nil {

@@ -104,10 +104,17 @@ func (s *Store) AddMessage(ctx context.Context, q Querier, m Message) error {
 		p := string(m.Payload)
 		payload = &p
 	}
-	_, err := q.Exec(ctx, `INSERT INTO messages (bot_id, user_id, run_id, step, channel, sender, type, text, payload, status, provider_id, error, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+	// With no user id, the message is its run's user's: looked up by the statement, so
+	// that it can be queued behind the one that stores the run (Tx.QueueExec).
+	user := "$2"
+	if m.UserID == 0 && m.RunID != nil {
+		user = "(SELECT user_id FROM runs WHERE id = $3 AND $2 = 0)" // "$2 = 0" types the unused argument
+
+	}
+	err := queueExec(ctx, q, `INSERT INTO messages (bot_id, user_id, run_id, step, channel, sender, type, text, payload, status, provider_id, error, created_at, updated_at)
+		VALUES ($1, `+user+`, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
 		ON CONFLICT DO NOTHING`,
-		m.BotID, m.UserID, m.RunID, m.Step, m.Channel, m.Sender, m.Type, m.Text, payload, m.Status, m.ProviderID, m.Error, m.CreatedAt)
+		[]any{m.BotID, m.UserID, m.RunID, m.Step, m.Channel, m.Sender, m.Type, m.Text, payload, m.Status, m.ProviderID, m.Error, m.CreatedAt}, nil)
 	if err != nil {
 		return fmt.Errorf("insert message: %w", err)
 	}
@@ -128,8 +135,8 @@ func (s *Store) MessageByRunStep(ctx context.Context, q Querier, runID string, s
 
 // SetStepMessageOutcome records a send's result on the message a run step stored.
 func (s *Store) SetStepMessageOutcome(ctx context.Context, q Querier, runID string, step int, status string, providerID *string, errText string) error {
-	_, err := q.Exec(ctx, `UPDATE messages SET status = $3, provider_id = COALESCE($4, provider_id), error = $5, updated_at = $6
-		WHERE run_id = $1 AND step = $2`, runID, step, status, providerID, errText, nowMS())
+	err := queueExec(ctx, q, `UPDATE messages SET status = $3, provider_id = COALESCE($4, provider_id), error = $5, updated_at = $6
+		WHERE run_id = $1 AND step = $2`, []any{runID, step, status, providerID, errText, nowMS()}, nil)
 	if err != nil {
 		return fmt.Errorf("update message of run %s step %d: %w", runID, step, err)
 	}

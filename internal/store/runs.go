@@ -56,17 +56,60 @@ func (s *Store) InsertRun(ctx context.Context, q Querier, r Run) error {
 	return nil
 }
 
+// QueueRunOfUser queues the insertion of a new run in tx (Tx.QueueExec): the run is the
+// bot's user with channelUserID, looked up by the statement itself, so that it can be
+// queued right behind the statement that creates the user.
+func (s *Store) QueueRunOfUser(tx Tx, r Run, channelUserID string) error {
+	err := tx.QueueExec(`INSERT INTO runs (`+runCols+`) VALUES ($1, $2, $3, $4,
+		(SELECT id FROM users WHERE bot_id = $2 AND channel_user_id = $5), $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		[]any{r.ID, r.BotID, r.FlowID, r.FlowVersion, channelUserID, r.Channel, r.Status, r.Node, string(r.State),
+			r.WaitSeq, r.WakeAt, r.Owner, r.Error, r.CreatedAt, r.UpdatedAt}, nil)
+	if err != nil {
+		return fmt.Errorf("insert run %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// ErrFenced is what UpdateRunOwned fails with when the run is no longer owner's.
+var ErrFenced = errors.New("run taken over by another instance")
+
 // UpdateRun writes a run's progress if owner still owns it; false means another instance
 // took it over (this one was presumed dead) and must stop working on it.
 func (s *Store) UpdateRun(ctx context.Context, q Querier, r Run, owner string) (bool, error) {
-	n, err := q.Exec(ctx, `UPDATE runs SET flow_id = $2, flow_version = $3, status = $4, node = $5, state = $6,
-		wait_seq = $7, wake_at = $8, owner = $9, error = $10, updated_at = $11
-		WHERE id = $1 AND owner = $12`,
-		r.ID, r.FlowID, r.FlowVersion, r.Status, r.Node, string(r.State), r.WaitSeq, r.WakeAt, r.Owner, r.Error, r.UpdatedAt, owner)
+	n, err := q.Exec(ctx, updateRunSQL, updateRunArgs(r, owner)...)
 	if err != nil {
 		return false, fmt.Errorf("update run %s: %w", r.ID, err)
 	}
 	return n == 1, nil
+}
+
+const updateRunSQL = `UPDATE runs SET flow_id = $2, flow_version = $3, status = $4, node = $5, state = $6,
+		wait_seq = $7, wake_at = $8, owner = $9, error = $10, updated_at = $11
+		WHERE id = $1 AND owner = $12`
+
+func updateRunArgs(r Run, owner string) []any {
+	return []any{r.ID, r.FlowID, r.FlowVersion, r.Status, r.Node, string(r.State), r.WaitSeq, r.WakeAt, r.Owner, r.Error, r.UpdatedAt, owner}
+}
+
+// UpdateRunOwned is UpdateRun that may be queued in a transaction (Tx.QueueExec): when
+// owner no longer owns the run, the transaction fails with ErrFenced.
+func (s *Store) UpdateRunOwned(ctx context.Context, q Querier, r Run, owner string) error {
+	if t, ok := q.(*pgxTx); ok {
+		// The fence fails on the server, so the commit needs no answer first.
+		t.queueGuarded(`WITH u AS (`+updateRunSQL+` RETURNING 1) SELECT 1 / COUNT(*)::int FROM u`, updateRunArgs(r, owner), ErrFenced)
+		return nil
+	}
+	err := queueExec(ctx, q, updateRunSQL, updateRunArgs(r, owner),
+		func(n int64) error {
+			if n != 1 {
+				return ErrFenced
+			}
+			return nil
+		})
+	if err != nil && !errors.Is(err, ErrFenced) {
+		return fmt.Errorf("update run %s: %w", r.ID, err)
+	}
+	return err
 }
 
 // RunByID reads a run; q may be nil to read outside a transaction.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -91,6 +93,89 @@ func (s *Store) InsertSend(ctx context.Context, q Querier, m Message, key, owner
 		}
 	}
 	return Send{}, false, fmt.Errorf("insert send: key %q stays taken", key)
+}
+
+// NewSend is a one-off send to store: the message, its key, and its owner ("" for a
+// send already settled).
+type NewSend struct {
+	Message Message
+	Key     string
+	Owner   string
+}
+
+// sendRowsPerInsert bounds one multi-row insert (14 parameters a row).
+const sendRowsPerInsert = 64
+
+// InsertSends stores sends the way InsertSend stores one, many to a statement, and
+// returns the id of each (0 for one it did not store, whose key was taken or which
+// conflicted otherwise: InsertSend then says which). A key given twice is stored once,
+// for its first send.
+func (s *Store) InsertSends(ctx context.Context, q Querier, sends []NewSend) ([]int64, error) {
+	ids := make([]int64, len(sends))
+	var sql strings.Builder
+	args := make([]any, 0, sendRowsPerInsert*14)
+	for start := 0; start < len(sends); start += sendRowsPerInsert {
+		chunk := sends[start:min(start+sendRowsPerInsert, len(sends))]
+		sql.Reset()
+		args = args[:0]
+		sql.WriteString(`INSERT INTO messages (bot_id, user_id, channel, sender, type, text, payload, status, provider_id, error, created_at, updated_at, send_key, owner) VALUES `)
+		for i, n := range chunk {
+			if n.Key == "" {
+				return nil, errors.New("insert sends: empty key")
+			}
+			m := n.Message
+			var payload, own *string
+			if m.Payload != nil {
+				p := string(m.Payload)
+				payload = &p
+			}
+			if n.Owner != "" {
+				own = &n.Owner
+			}
+			if m.UpdatedAt == 0 {
+				m.UpdatedAt = m.CreatedAt
+			}
+			if i > 0 {
+				sql.WriteByte(',')
+			}
+			sql.WriteByte('(')
+			for j := range 14 {
+				if j > 0 {
+					sql.WriteByte(',')
+				}
+				sql.WriteString("$" + strconv.Itoa(len(args)+j+1))
+			}
+			sql.WriteByte(')')
+			args = append(args, m.BotID, m.UserID, m.Channel, m.Sender, m.Type, m.Text, payload, m.Status, m.ProviderID, m.Error,
+				m.CreatedAt, m.UpdatedAt, n.Key, own)
+		}
+		sql.WriteString(` ON CONFLICT DO NOTHING RETURNING id, send_key`)
+		rows, err := q.Query(ctx, sql.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("insert sends: %w", err)
+		}
+		stored := make(map[string]int64, len(chunk))
+		for rows.Next() {
+			var id int64
+			var key string
+			if err := rows.Scan(&id, &key); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("insert sends: %w", err)
+			}
+			stored[key] = id
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("insert sends: %w", err)
+		}
+		for i, n := range chunk {
+			if id, ok := stored[n.Key]; ok {
+				ids[start+i] = id
+				delete(stored, n.Key) // a repeat of the key was not stored
+			}
+		}
+	}
+	return ids, nil
 }
 
 // SettleSend records the outcome of a one-off send owner made, and ends its ownership;

@@ -31,6 +31,10 @@ type UserUpsert struct {
 	Defaults map[string]string
 	// Inbound marks a message from the user, which opens WhatsApp's 24-hour window.
 	Inbound bool
+	// Unchanged says the caller read the user as already holding these values: the
+	// user is then only created if it is missing, and an existing row is neither written
+	// nor locked (a user every trigger names stays off the commits' lock path).
+	Unchanged bool
 }
 
 func marshalAttrs(m map[string]string) string {
@@ -114,6 +118,29 @@ func (s *Store) UpsertUserID(ctx context.Context, q Querier, u UserUpsert) (int6
 	return id, nil
 }
 
+// QueueUpsertUser queues UpsertUser in tx (Tx.QueueRow); statements queued after it
+// find the user by its channel user id (InsertRunOfUser). With u.Unchanged, an
+// existing user is left as it is.
+func (s *Store) QueueUpsertUser(tx Tx, u UserUpsert) error {
+	query := s.upsertUserSQL("id")
+	if u.Unchanged {
+		query = `INSERT INTO users (bot_id, channel_user_id, channel, attrs, last_inbound_at, created_at, updated_at)
+		VALUES ($1, $2, $3, ` + s.mergeAttrs("$4", "$5") + `, $6, $7, $7)
+		ON CONFLICT (bot_id, channel_user_id) DO NOTHING`
+	}
+	if err := tx.QueueExec(query, u.args(nowMS()), nil); err != nil {
+		return fmt.Errorf("upsert user %s: %w", u.ChannelUserID, err)
+	}
+	return nil
+}
+
+func (s *Store) mergeAttrs(a, b string) string {
+	if s.dialect == Postgres {
+		return a + "::jsonb || " + b + "::jsonb"
+	}
+	return "json_patch(" + a + ", " + b + ")"
+}
+
 // PatchUserAttrs sets and clears attributes of a user, leaving the others as they are
 // (so runs of the same user that touch different attributes do not undo each other).
 func (s *Store) PatchUserAttrs(ctx context.Context, q Querier, userID int64, set map[string]string, clear []string) error {
@@ -125,21 +152,46 @@ func (s *Store) PatchUserAttrs(ctx context.Context, q Querier, userID int64, set
 		_, err = q.Exec(ctx, `UPDATE users SET attrs = (attrs || $2::jsonb) - $3::text[], updated_at = $4 WHERE id = $1`,
 			userID, marshalAttrs(set), clearList(clear), nowMS())
 	} else {
-		// A JSON merge patch removes members set to null.
-		patch := make(map[string]any, len(set)+len(clear))
-		for _, k := range clear {
-			patch[k] = nil
-		}
-		for k, v := range set {
-			patch[k] = v
-		}
-		b, _ := json.Marshal(patch)
-		_, err = q.Exec(ctx, `UPDATE users SET attrs = json_patch(attrs, $2), updated_at = $3 WHERE id = $1`, userID, string(b), nowMS())
+		_, err = q.Exec(ctx, `UPDATE users SET attrs = json_patch(attrs, $2), updated_at = $3 WHERE id = $1`, userID, attrPatch(set, clear), nowMS())
 	}
 	if err != nil {
 		return fmt.Errorf("update attributes of user #%d: %w", userID, err)
 	}
 	return nil
+}
+
+// PatchRunUserAttrs is PatchUserAttrs for the user of a run, looked up by the
+// statement, which may be queued in a transaction (Tx.QueueExec).
+func (s *Store) PatchRunUserAttrs(ctx context.Context, q Querier, runID string, set map[string]string, clear []string) error {
+	if len(set) == 0 && len(clear) == 0 {
+		return nil
+	}
+	var err error
+	if s.dialect == Postgres {
+		err = queueExec(ctx, q, `UPDATE users SET attrs = (attrs || $2::jsonb) - $3::text[], updated_at = $4
+			WHERE id = (SELECT user_id FROM runs WHERE id = $1)`,
+			[]any{runID, marshalAttrs(set), clearList(clear), nowMS()}, nil)
+	} else {
+		err = queueExec(ctx, q, `UPDATE users SET attrs = json_patch(attrs, $2), updated_at = $3
+			WHERE id = (SELECT user_id FROM runs WHERE id = $1)`, []any{runID, attrPatch(set, clear), nowMS()}, nil)
+	}
+	if err != nil {
+		return fmt.Errorf("update attributes of the user of run %s: %w", runID, err)
+	}
+	return nil
+}
+
+// attrPatch is a JSON merge patch that sets set and removes clear (members set to null).
+func attrPatch(set map[string]string, clear []string) string {
+	patch := make(map[string]any, len(set)+len(clear))
+	for _, k := range clear {
+		patch[k] = nil
+	}
+	for k, v := range set {
+		patch[k] = v
+	}
+	b, _ := json.Marshal(patch)
+	return string(b)
 }
 
 func clearList(clear []string) []string {

@@ -46,6 +46,9 @@ type Server struct {
 	FlowURL string
 	Bot     auth.NewBot
 	stop    func()
+	cfg     app.Config
+	others  []func()
+	joined  []*app.Server
 }
 
 // Start opens a server with cfg (a fresh SQLite file when cfg.DB is empty), creates a bot,
@@ -97,9 +100,12 @@ func Start(ctx context.Context, cfg app.Config, flows []string, setup func(*app.
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx) }()
-	s := &Server{Server: srv, Bot: nb,
+	s := &Server{Server: srv, Bot: nb, cfg: cfg,
 		FlowURL: fmt.Sprintf("http://%s/bot-api/v2.0/customer/%d/bot/%s/flow/", <-ready, nb.CustomerID, nb.BotKey)}
 	s.stop = func() {
+		for _, stop := range s.others {
+			stop()
+		}
 		cancel()
 		if err := <-served; err != nil {
 			log.Print(err)
@@ -110,6 +116,31 @@ func Start(ctx context.Context, cfg app.Config, flows []string, setup func(*app.
 		}
 	}
 	return s
+}
+
+// Join starts another instance in this process on s's database (PostgreSQL: instances
+// share one schema), serving the same bot, and returns its flow URL. Stop stops it too.
+func (s *Server) Join(ctx context.Context) string {
+	cfg := s.cfg
+	ctx, cancel := context.WithCancel(ctx)
+	ready := make(chan string, 1)
+	cfg.Addr, cfg.Ready = "127.0.0.1:0", ready
+	srv, err := app.Open(ctx, cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	url := fmt.Sprintf("http://%s/bot-api/v2.0/customer/%d/bot/%s/flow/", <-ready, s.Bot.CustomerID, s.Bot.BotKey)
+	s.joined = append(s.joined, srv)
+	s.others = append(s.others, func() {
+		cancel()
+		if err := <-served; err != nil {
+			log.Print(err)
+		}
+		srv.Close()
+	})
+	return url
 }
 
 // Stop shuts the server down and removes its temporary database.
