@@ -31,3 +31,6 @@ func (s *Store) MigrateDownTo(ctx context.Context, version int64) error {
 	_, err = p.DownTo(ctx, version)
 	return err
 }
+
+// ClaimOrphanSendsSQL is the sends sweep's statement.
+func (s *Store) ClaimOrphanSendsSQL() string { return s.claimOrphanSendsSQL() }

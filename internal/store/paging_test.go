@@ -204,7 +204,7 @@ func TestUsersByLongAttribute(t *testing.T) {
 }
 
 // TestListPlansUseIndexes: the users and conversations APIs' count and skip read only an
-// index, and their page reads by key, on both engines.
+// index, and their page reads by key, on both engines; the sends sweep reads its index.
 func TestListPlansUseIndexes(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		bot := newBot(t, st, "aaaaaaaaaaaaaaaa")
@@ -231,6 +231,12 @@ func TestListPlansUseIndexes(t *testing.T) {
 			{"conversation page", conv.PageSQL(), conv.PageArgs(),
 				[]string{"SEARCH messages USING INDEX messages_user_time (user_id=? AND created_at>? AND created_at<?)"},
 				[]string{"Index Scan using messages_user_time"}},
+		}
+		// The sends sweep, every half second on the writer, reads the few pending sends from
+		// their partial index, not every message in id order.
+		plan := explain(t, st, st.ClaimOrphanSendsSQL(), []any{"me", 1, 1, 10})
+		if !strings.Contains(plan, "messages_sending") {
+			t.Errorf("the sends sweep does not use messages_sending:\n%s", plan)
 		}
 		for _, c := range cases {
 			plan := explain(t, st, c.query, c.args)

@@ -211,13 +211,21 @@ func (s *Store) SendByID(ctx context.Context, q Querier, id int64) (Send, error)
 	return m, nil
 }
 
+// claimOrphanSendsSQL picks pending sends from the partial index messages_sending. The
+// order is by +id, not id: ordered by the key itself, SQLite would rather walk the whole
+// messages table in key order than sort the few pending sends, and that walk, every
+// sweep on the writer, grows with every message ever stored.
+func (s *Store) claimOrphanSendsSQL() string {
+	return `UPDATE messages SET owner = $1, updated_at = $2 WHERE id IN (
+		SELECT id FROM messages WHERE status = 'pending' AND run_id IS NULL
+		AND (owner IS NULL OR owner NOT IN (SELECT id FROM instances WHERE heartbeat_at >= $3))
+		ORDER BY +id LIMIT $4` + s.skipLocked() + `) RETURNING id`
+}
+
 // ClaimOrphanSends takes over up to limit pending one-off sends whose owner is not a live
 // instance (its heartbeat is older than liveSince, or it gave them up).
 func (s *Store) ClaimOrphanSends(ctx context.Context, me string, now, liveSince int64, limit int) ([]int64, error) {
-	rows, err := s.w.Query(ctx, `UPDATE messages SET owner = $1, updated_at = $2 WHERE id IN (
-		SELECT id FROM messages WHERE status = 'pending' AND run_id IS NULL
-		AND (owner IS NULL OR owner NOT IN (SELECT id FROM instances WHERE heartbeat_at >= $3))
-		ORDER BY id LIMIT $4`+s.skipLocked()+`) RETURNING id`, me, now, liveSince, limit)
+	rows, err := s.w.Query(ctx, s.claimOrphanSendsSQL(), me, now, liveSince, limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim orphaned sends: %w", err)
 	}
