@@ -19,10 +19,11 @@ import '@xyflow/react/dist/style.css'
 import './builder.css'
 import { useCallback, useEffect, useMemo, useRef, useState, type DragEvent, type FormEvent } from 'react'
 import { ApiError, type FlowProblem, type FlowVersion, type HttpNode, type NodeType, type Run } from '../api'
-import { triggerUrl, type BotCtx } from '../bot'
+import type { BotCtx } from '../bot'
+import { FlowInfoButton, FlowInfoCard } from '../components/FlowInfo'
 import { Link } from '../router'
 import { useApi } from '../session'
-import { Badge, CopyField, ErrorNote, Loaded, PairsEditor, Time, download, pairsObject, toApiError, useAction, useInterval, useLoad, useTitle } from '../ui'
+import { Badge, ErrorNote, Loaded, PairsEditor, Time, download, pairsObject, toApiError, useAction, useInterval, useLoad, useTitle } from '../ui'
 import { HttpPanel } from './HttpPanel'
 import { autoLayout } from './layout'
 import {
@@ -712,29 +713,14 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
     <div className="builder" ref={rootRef}>
       <div className="title-row">
         <h1>{shown.name || flowKey}</h1>
-        <button
-          type="button"
-          className="info-button"
-          aria-expanded={info}
-          aria-controls="builder-info"
-          aria-label="Flow key and trigger URLs"
-          onClick={() => setInfo(!info)}
-        >
-          i
-        </button>
+        <FlowInfoButton open={info} controls="builder-info" onToggle={() => setInfo(!info)} />
         <span className="muted" data-testid="builder-state">
           {version > 0 ? `version ${version}` : 'not published yet'}
           {source === 'draft' && ' · draft'}
           {dirty && ' · unsaved changes'}
         </span>
       </div>
-      {info && (
-        <div id="builder-info" className="card">
-          <CopyField label="Flow key" value={flowKey} />
-          <CopyField label="Trigger URL v1" value={triggerUrl(bot, flowKey, 'v1')} />
-          <CopyField label="Trigger URL v2" value={triggerUrl(bot, flowKey, 'v2')} />
-        </div>
-      )}
+      {info && <FlowInfoCard id="builder-info" bot={bot} flowKey={flowKey} />}
       <div className="builder-toolbar" role="toolbar" aria-label="Flow builder">
         <div className="palette" aria-label="Add a node" role="group">
           {nodeTypes.map((t) => (

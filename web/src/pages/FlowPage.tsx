@@ -1,9 +1,10 @@
 import { useState, type FormEvent } from 'react'
 import type { FlowDoc, HttpNode, Run } from '../api'
-import { triggerUrl, type BotCtx } from '../bot'
+import type { BotCtx } from '../bot'
+import { FlowInfoButton, FlowInfoCard } from '../components/FlowInfo'
 import { Trace } from '../components/Trace'
 import { Link } from '../router'
-import { CopyField, Empty, ErrorNote, Loaded, PairsEditor, Time, download, pairsObject, useAction, useLoad } from '../ui'
+import { Empty, ErrorNote, Loaded, PairsEditor, Time, download, pairsObject, useAction, useLoad } from '../ui'
 
 /** Parses a stored flow document (the server validated it on import). */
 export function parseFlow(text: string): FlowDoc {
@@ -29,24 +30,9 @@ export function FlowPage({ bot, flowKey }: { bot: BotCtx; flowKey: string }) {
           <>
             <div className="title-row">
               <h1>{doc.name || flowKey}</h1>
-              <button
-                type="button"
-                className="info-button"
-                aria-expanded={info}
-                aria-controls="flow-info"
-                aria-label="Flow key and trigger URLs"
-                onClick={() => setInfo(!info)}
-              >
-                i
-              </button>
+              <FlowInfoButton open={info} controls="flow-info" onToggle={() => setInfo(!info)} />
             </div>
-            {info && (
-              <div id="flow-info" className="card">
-                <CopyField label="Flow key" value={flowKey} />
-                <CopyField label="Trigger URL v1" value={triggerUrl(bot, flowKey, 'v1')} />
-                <CopyField label="Trigger URL v2" value={triggerUrl(bot, flowKey, 'v2')} />
-              </div>
-            )}
+            {info && <FlowInfoCard id="flow-info" bot={bot} flowKey={flowKey} />}
             <p>
               Version {version} ·{' '}
               <button type="button" onClick={() => download(`${flowKey}.json`, text)}>
