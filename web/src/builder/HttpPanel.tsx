@@ -8,15 +8,7 @@ import { Link } from '../router'
 import { Loaded, useLoad } from '../ui'
 import { Logs, Mapping, StepState, TestStep } from '../pages/HttpStepPage'
 
-export function HttpPanel({
-  bot,
-  flowKey,
-  node,
-  published,
-  samples,
-  readOnly,
-  onSave,
-}: {
+type Props = {
   bot: BotCtx
   flowKey: string
   node: HttpNode
@@ -24,8 +16,10 @@ export function HttpPanel({
   samples: Record<string, string>
   readOnly: boolean
   onSave: (save: Record<string, string>) => void
-}) {
-  if (!published) {
+}
+
+export function HttpPanel(props: Props) {
+  if (!props.published) {
     return (
       <div className="card http-tools">
         <h3>Test, logs and remap</h3>
@@ -33,26 +27,10 @@ export function HttpPanel({
       </div>
     )
   }
-  return <Tools bot={bot} flowKey={flowKey} node={node} published={published} samples={samples} readOnly={readOnly} onSave={onSave} />
+  return <Tools {...props} published={props.published} />
 }
 
-function Tools({
-  bot,
-  flowKey,
-  node,
-  published,
-  samples,
-  readOnly,
-  onSave,
-}: {
-  bot: BotCtx
-  flowKey: string
-  node: HttpNode
-  published: HttpNode
-  samples: Record<string, string>
-  readOnly: boolean
-  onSave: (save: Record<string, string>) => void
-}) {
+function Tools({ bot, flowKey, node, published, samples, readOnly, onSave }: Props & { published: HttpNode }) {
   const state = useLoad(() => bot.api.httpStep(flowKey, node.id), [bot, flowKey, node.id])
   const logs = useLoad(() => bot.api.httpLogs(flowKey, node.id), [bot, flowKey, node.id])
   const refresh = () => {
