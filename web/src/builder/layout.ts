@@ -15,8 +15,8 @@ void elk
   .layout({
     id: 'warm-up',
     layoutOptions: { 'elk.algorithm': 'layered' },
-    children: Array.from({ length: 20 }, (_, i) => ({ id: `w${i}`, width: 100, height: 40 })),
-    edges: Array.from({ length: 19 }, (_, i) => ({ id: `e${i}`, sources: [`w${i >> 1}`], targets: [`w${i + 1}`] })),
+    children: Array.from({ length: 8 }, (_, i) => ({ id: `w${i}`, width: 100, height: 40 })),
+    edges: Array.from({ length: 7 }, (_, i) => ({ id: `e${i}`, sources: [`w${i >> 1}`], targets: [`w${i + 1}`] })),
   })
   .catch(() => undefined)
 
