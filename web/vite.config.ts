@@ -20,7 +20,7 @@ export default defineConfig(({ mode }) => {
       emptyOutDir: true,
       assetsDir: 'assets',
       sourcemap: false,
-      // The flow builder's lazy chunk holds elkjs (about 1.4 MB) and is only loaded there.
+      // elkjs's worker (about 1.6 MB) is an asset the flow builder alone loads.
       chunkSizeWarningLimit: 2000,
     },
     server: {

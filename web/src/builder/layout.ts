@@ -1,7 +1,7 @@
 // Automatic layout with elkjs (layered, left to right, the way a flow reads), in a web
 // worker: loading elkjs (1.4 MB of compiled Java) and warming it up then happen beside
-// the page's own loading and drawing instead of blocking them, which took a 300-node
-// flow's opening from about 1.2 s to under 1 s.
+// the page's own loading and drawing instead of blocking them (see BENCHMARKS.md, "Flow
+// builder").
 
 import ELK from 'elkjs/lib/elk-api.js'
 import elkWorkerUrl from 'elkjs/lib/elk-worker.min.js?url'
