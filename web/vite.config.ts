@@ -20,8 +20,6 @@ export default defineConfig(({ mode }) => {
       emptyOutDir: true,
       assetsDir: 'assets',
       sourcemap: false,
-      // elkjs's worker (about 1.6 MB) is an asset the flow builder alone loads.
-      chunkSizeWarningLimit: 2000,
     },
     server: {
       proxy: { '/admin': proxy, '/bot-api': proxy, '/whatsapp-api': proxy, '/webhooks': proxy },
