@@ -81,8 +81,6 @@ type NewBroadcast struct {
 	Broadcast
 	// RecipientIDs are channel user ids, in order.
 	RecipientIDs []string
-	// Users are created or updated (v2) while the recipients are stored.
-	Users []UserUpsert
 	// IdempotencyKey, when set, makes a retry within window return the first broadcast.
 	IdempotencyKey string
 }
