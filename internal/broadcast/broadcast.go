@@ -93,6 +93,8 @@ type Service struct {
 
 	totalsMu    sync.Mutex
 	totalsCache map[int64]cachedTotals
+	summaryMu   sync.Mutex
+	summaries   map[int64]cachedSummary // by broadcast id; see summaryRequest
 	stopped     chan struct{}
 }
 
@@ -123,7 +125,7 @@ func New(cfg Config) *Service {
 		cfg.Now = time.Now
 	}
 	return &Service{st: cfg.Store, cfg: cfg, log: cfg.Log, kick: make(chan struct{}, 1),
-		slots: make(chan struct{}, cfg.Concurrent), stopped: make(chan struct{}), totalsCache: map[int64]cachedTotals{}}
+		slots: make(chan struct{}, cfg.Concurrent), stopped: make(chan struct{}), totalsCache: map[int64]cachedTotals{}, summaries: map[int64]cachedSummary{}}
 }
 
 // Max is the most recipients a broadcast may have.
@@ -283,7 +285,7 @@ func (s *Service) view(ctx context.Context, b store.Broadcast, summary bool) (Vi
 	request := b.Request
 	if summary {
 		var err error
-		if request, err = withoutRecipientLists(request); err != nil {
+		if request, err = s.summaryRequest(b); err != nil {
 			return nil, fmt.Errorf("broadcast #%d request: %w", b.ID, err)
 		}
 	}
@@ -311,6 +313,39 @@ func (s *Service) view(ctx context.Context, b store.Broadcast, summary bool) (Vi
 		v["error"] = b.Error
 	}
 	return v, nil
+}
+
+// maxCachedSummaries bounds the summaries kept (a few hundred bytes each).
+const maxCachedSummaries = 1024
+
+// cachedSummary is a broadcast's summary request, with when the broadcast was created:
+// SQLite may give a new broadcast the id of one deleted.
+type cachedSummary struct {
+	createdAt int64
+	request   []byte
+}
+
+// summaryRequest is a broadcast's request without its recipient lists. A request never
+// changes once stored, so the result is kept: a client polling a 100,000-recipient
+// broadcast's summary would otherwise have the server take its 1.5 MB apart each time.
+func (s *Service) summaryRequest(b store.Broadcast) ([]byte, error) {
+	s.summaryMu.Lock()
+	cached, ok := s.summaries[b.ID]
+	s.summaryMu.Unlock()
+	if ok && cached.createdAt == b.CreatedAt {
+		return cached.request, nil
+	}
+	summary, err := withoutRecipientLists(b.Request)
+	if err != nil {
+		return nil, err
+	}
+	s.summaryMu.Lock()
+	defer s.summaryMu.Unlock()
+	if len(s.summaries) >= maxCachedSummaries {
+		clear(s.summaries)
+	}
+	s.summaries[b.ID] = cachedSummary{createdAt: b.CreatedAt, request: summary}
+	return summary, nil
 }
 
 // withoutRecipientLists is a stored request without users and
