@@ -188,21 +188,16 @@ func (s *Service) Create(ctx context.Context, botID int64, p *Plan, idempotencyK
 var ErrAccepting = errors.New("a broadcast with this Idempotency-Key is still being accepted; retry later")
 
 // Rows per bulk operation while a broadcast is accepted: a transaction carries a few
-// such operations besides the runs' and triggers' own, so these keep it short.
+// such operations besides the runs' and triggers' own, so these keep it short. At most
+// bulkInFlight operations wait for the bulk lane at once.
 const (
 	acceptRecipientRows = 16
 	acceptUserRows      = 4
-	acceptInFlight      = 64
+	bulkInFlight        = 64
 )
 
 // storeAudience stores an accepting broadcast's users (v2) and recipients.
 func (s *Service) storeAudience(ctx context.Context, botID, id int64, p *Plan, now int64) error {
-	write := func(fn func(ctx context.Context, tx store.Tx) error) error {
-		if s.cfg.Sends == nil {
-			return s.st.InTx(ctx, func(tx store.Tx) error { return fn(ctx, tx) })
-		}
-		return s.cfg.Sends.Bulk(ctx, fn)
-	}
 	var ops []func(ctx context.Context, tx store.Tx) error
 	for start := 0; start < len(p.Users); start += acceptUserRows {
 		users := p.Users[start:min(start+acceptUserRows, len(p.Users))]
@@ -222,8 +217,24 @@ func (s *Service) storeAudience(ctx context.Context, botID, id int64, p *Plan, n
 			return s.st.AddBroadcastRecipients(ctx, tx, id, ids, start, now)
 		})
 	}
-	// Many operations in flight at once, so that each transaction can carry several.
-	sem := make(chan struct{}, acceptInFlight)
+	if err := s.inBulk(ctx, ops); err != nil {
+		return fmt.Errorf("store the recipients of broadcast #%d: %w", id, err)
+	}
+	return nil
+}
+
+// inBulk runs ops through the engine's bulk lane, each in a transaction shared with
+// other work that runs and triggers overtake, many at once so that a transaction can
+// carry several (without the engine, as in the CLI, each in a transaction of its own).
+// It stops at the first error, or when ctx ends, and returns that.
+func (s *Service) inBulk(ctx context.Context, ops []func(ctx context.Context, tx store.Tx) error) error {
+	write := func(fn func(ctx context.Context, tx store.Tx) error) error {
+		if s.cfg.Sends == nil {
+			return s.st.InTx(ctx, func(tx store.Tx) error { return fn(ctx, tx) })
+		}
+		return s.cfg.Sends.Bulk(ctx, fn)
+	}
+	sem := make(chan struct{}, bulkInFlight)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
@@ -251,12 +262,9 @@ func (s *Service) storeAudience(ctx context.Context, botID, id int64, p *Plan, n
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return fmt.Errorf("store the recipients of broadcast #%d: %w", id, firstErr)
+		return firstErr
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("store the recipients of broadcast #%d: %w", id, err)
-	}
-	return nil
+	return ctx.Err()
 }
 
 func (s *Service) wake() {

@@ -2,10 +2,8 @@ package broadcast
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
-	"sync"
 	"time"
 
 	"github.com/parleyhq/parley/internal/channel"
@@ -202,30 +200,24 @@ const markRows = 32
 // moved. It writes through the bulk lane, like the sends, a few recipients to an
 // operation: the fan-out never holds up runs and triggers for long.
 func (f *fanOut) move(ctx context.Context, seqs []int, from, to, why string) (map[int]bool, error) {
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	var errs []error
-	moved := make(map[int]bool, len(seqs))
-	for start := 0; start < len(seqs); start += markRows {
-		chunk := seqs[start:min(start+markRows, len(seqs))]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var won map[int]bool
-			err := f.s.cfg.Sends.Bulk(ctx, func(ctx context.Context, tx store.Tx) (err error) {
-				won, err = f.s.st.MarkRecipients(ctx, tx, f.b.ID, chunk, from, to, why)
-				return err
-			})
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-			}
-			maps.Copy(moved, won)
-		}()
+	chunks := make([]map[int]bool, (len(seqs)+markRows-1)/markRows) // what each operation moved
+	ops := make([]func(ctx context.Context, tx store.Tx) error, len(chunks))
+	for i := range chunks {
+		chunk := seqs[i*markRows : min((i+1)*markRows, len(seqs))]
+		ops[i] = func(ctx context.Context, tx store.Tx) (err error) {
+			chunks[i], err = f.s.st.MarkRecipients(ctx, tx, f.b.ID, chunk, from, to, why)
+			return err
+		}
 	}
-	wg.Wait()
-	return moved, errors.Join(errs...)
+	// Not cut short by a shutdown: what was sent is recorded as sent.
+	if err := f.s.inBulk(context.WithoutCancel(ctx), ops); err != nil {
+		return nil, err
+	}
+	moved := make(map[int]bool, len(seqs))
+	for _, won := range chunks {
+		maps.Copy(moved, won)
+	}
+	return moved, nil
 }
 
 // reasonSent is the outcome key of recipients whose every message was sent.
