@@ -73,13 +73,8 @@ func Start(ctx context.Context, cfg app.Config, flows []string, setup func(*app.
 		}
 	}
 	app.TuneGC()
-	ctx, cancel := context.WithCancel(ctx)
-	ready := make(chan string, 1)
-	cfg.Addr, cfg.Ready = "127.0.0.1:0", ready
-	srv, err := app.Open(ctx, cfg)
-	if err != nil {
-		log.Fatal(err)
-	}
+	inst := open(ctx, cfg)
+	srv := inst.srv
 	nb, err := auth.New(srv.Store(), 0).CreateBot(ctx, fmt.Sprintf("bench-%d", time.Now().UnixNano()), "bench")
 	if err != nil {
 		log.Fatal(err)
@@ -98,19 +93,13 @@ func Start(ctx context.Context, cfg app.Config, flows []string, setup func(*app.
 			log.Fatal(err)
 		}
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	s := &Server{Server: srv, Bot: nb, cfg: cfg,
-		FlowURL: fmt.Sprintf("http://%s/bot-api/v2.0/customer/%d/bot/%s/flow/", <-ready, nb.CustomerID, nb.BotKey)}
+	addr, stop := inst.serve()
+	s := &Server{Server: srv, Bot: nb, cfg: cfg, FlowURL: flowURL(addr, nb)}
 	s.stop = func() {
 		for _, stop := range s.others {
 			stop()
 		}
-		cancel()
-		if err := <-served; err != nil {
-			log.Print(err)
-		}
-		srv.Close()
+		stop()
 		for _, f := range cleanup {
 			f()
 		}
@@ -118,10 +107,15 @@ func Start(ctx context.Context, cfg app.Config, flows []string, setup func(*app.
 	return s
 }
 
-// Join starts another instance in this process on s's database (PostgreSQL: instances
-// share one schema), serving the same bot, and returns its flow URL. Stop stops it too.
-func (s *Server) Join(ctx context.Context) string {
-	cfg := s.cfg
+// instance is a server opened on a loopback port, serving once serve is called.
+type instance struct {
+	srv    *app.Server
+	ctx    context.Context
+	cancel context.CancelFunc
+	ready  chan string
+}
+
+func open(ctx context.Context, cfg app.Config) instance {
 	ctx, cancel := context.WithCancel(ctx)
 	ready := make(chan string, 1)
 	cfg.Addr, cfg.Ready = "127.0.0.1:0", ready
@@ -129,18 +123,34 @@ func (s *Server) Join(ctx context.Context) string {
 	if err != nil {
 		log.Fatal(err)
 	}
+	return instance{srv: srv, ctx: ctx, cancel: cancel, ready: ready}
+}
+
+// serve serves until stop, which returns once the server is closed; addr is where.
+func (in instance) serve() (addr string, stop func()) {
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	url := fmt.Sprintf("http://%s/bot-api/v2.0/customer/%d/bot/%s/flow/", <-ready, s.Bot.CustomerID, s.Bot.BotKey)
-	s.joined = append(s.joined, srv)
-	s.others = append(s.others, func() {
-		cancel()
+	go func() { served <- in.srv.Serve(in.ctx) }()
+	return <-in.ready, func() {
+		in.cancel()
 		if err := <-served; err != nil {
 			log.Print(err)
 		}
-		srv.Close()
-	})
-	return url
+		in.srv.Close()
+	}
+}
+
+func flowURL(addr string, nb auth.NewBot) string {
+	return fmt.Sprintf("http://%s/bot-api/v2.0/customer/%d/bot/%s/flow/", addr, nb.CustomerID, nb.BotKey)
+}
+
+// Join starts another instance in this process on s's database (PostgreSQL: instances
+// share one schema), serving the same bot, and returns its flow URL. Stop stops it too.
+func (s *Server) Join(ctx context.Context) string {
+	inst := open(ctx, s.cfg)
+	addr, stop := inst.serve()
+	s.joined = append(s.joined, inst.srv)
+	s.others = append(s.others, stop)
+	return flowURL(addr, s.Bot)
 }
 
 // Stop shuts the server down and removes its temporary database.
