@@ -21,6 +21,7 @@ import { useCallback, useEffect, useMemo, useRef, useState, type DragEvent, type
 import { ApiError, type FlowProblem, type FlowVersion, type HttpNode, type NodeType, type Run } from '../api'
 import type { BotCtx } from '../bot'
 import { FlowInfoButton, FlowInfoCard } from '../components/FlowInfo'
+import { TriggerFields } from '../components/TriggerFields'
 import { Link } from '../router'
 import { useApi } from '../session'
 import { Badge, ErrorNote, Loaded, PairsEditor, Time, download, pairsObject, toApiError, useAction, useInterval, useLoad, useTitle } from '../ui'
@@ -1195,17 +1196,7 @@ function RunPanel({
       <form className="form-stack" onSubmit={submit} aria-labelledby="run-title">
         <h2 id="run-title">Run from here</h2>
         {!published && <p className="muted">Publish the flow first: runs use the published version.</p>}
-        <label>
-          Sandbox phone (with country code)
-          <input inputMode="tel" required placeholder="919876543210" value={phone} onChange={(e) => setPhone(e.target.value)} />
-        </label>
-        <label>
-          Channel
-          <select value={channel} onChange={(e) => setChannel(e.target.value)}>
-            <option value="whatsapp">WhatsApp</option>
-            <option value="rcs">RCS</option>
-          </select>
-        </label>
+        <TriggerFields phoneLabel="Sandbox phone (with country code)" phone={phone} onPhone={setPhone} channel={channel} onChannel={setChannel} />
         <PairsEditor legend="Sample attributes" pairs={samples} onChange={setSamples} />
         <div className="row">
           <button type="submit" className="primary small" disabled={act.busy || !published}>

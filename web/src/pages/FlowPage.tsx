@@ -2,6 +2,7 @@ import { useState, type FormEvent } from 'react'
 import type { FlowDoc, HttpNode, Run } from '../api'
 import type { BotCtx } from '../bot'
 import { FlowInfoButton, FlowInfoCard } from '../components/FlowInfo'
+import { TriggerFields } from '../components/TriggerFields'
 import { Trace } from '../components/Trace'
 import { Link } from '../router'
 import { Empty, ErrorNote, Loaded, PairsEditor, Time, download, pairsObject, useAction, useLoad } from '../ui'
@@ -154,17 +155,7 @@ function TryIt({ bot, flowKey }: { bot: BotCtx; flowKey: string }) {
     <form className="inline-form wide" onSubmit={submit} aria-labelledby="try-it">
       <h2 id="try-it">Try it</h2>
       <div className="form-row">
-        <label>
-          Phone number (with country code)
-          <input inputMode="tel" required placeholder="919876543210" value={phone} onChange={(e) => setPhone(e.target.value)} />
-        </label>
-        <label>
-          Channel
-          <select value={channel} onChange={(e) => setChannel(e.target.value)}>
-            <option value="whatsapp">WhatsApp</option>
-            <option value="rcs">RCS</option>
-          </select>
-        </label>
+        <TriggerFields phoneLabel="Phone number (with country code)" phone={phone} onPhone={setPhone} channel={channel} onChannel={setChannel} />
       </div>
       <PairsEditor legend="Attributes" pairs={attrs} onChange={setAttrs} />
       <button type="submit" className="primary" disabled={act.busy}>
