@@ -152,7 +152,7 @@ func (e *Engine) SendBatch(ctx context.Context, sends []OneOff) ([]SendResult, e
 }
 
 // bulkChunk is how many sends one bulk operation of the group commit stores.
-const bulkChunk = 8
+const bulkChunk = 32
 
 // SendBulk is SendBatch for bulk work (a broadcast's fan-out), which must not hold up
 // runs and triggers: its commits go through the group commit's bulk lane in small

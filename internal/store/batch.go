@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"hash/fnv"
+	"slices"
 	"sync"
 )
 
@@ -126,13 +127,15 @@ func (b *Batcher) loop(own chan *batchOp) {
 	defer b.wg.Done()
 	ops, bulk := b.ops, b.bulk
 	batch := make([]*batchOp, 0, b.maxOps)
-	for ops != nil || bulk != nil || own != nil {
+	// carried holds bulk operations a transaction gave up when interactive ones came:
+	// they go first into the next transactions, in order.
+	var carried []*batchOp
+	for ops != nil || bulk != nil || own != nil || len(carried) > 0 {
 		batch = batch[:0]
-		bulkTaken := 0
 		// Interactive operations first; wait for any lane only when all are empty.
 		own = drain(own, &batch, 1)
 		ops = drain(ops, &batch, 1)
-		if len(batch) == 0 {
+		if len(batch) == 0 && len(carried) == 0 {
 			if ops == nil && bulk == nil && own == nil {
 				break
 			}
@@ -154,20 +157,32 @@ func (b *Batcher) loop(own chan *batchOp) {
 					bulk = nil
 					continue
 				}
-				batch = append(batch, op)
-				bulkTaken = 1
+				carried = append(carried, op)
 			}
 		}
 		own = drain(own, &batch, b.maxOps)
 		ops = drain(ops, &batch, b.maxOps)
+		interactive := len(batch)
 		// A transaction that commits runs or triggers carries one bulk operation at most,
 		// so that they wait for as little bulk work as possible.
-		room := b.maxBulk - bulkTaken
-		if len(batch) > bulkTaken {
-			room = 1 - bulkTaken
+		limit := b.maxBulk
+		if interactive > 0 {
+			limit = 1
 		}
-		bulk = drain(bulk, &batch, min(b.maxOps, len(batch)+room))
-		b.commit(batch)
+		limit = min(b.maxOps, interactive+limit)
+		taken := min(len(carried), limit-interactive)
+		batch = append(batch, carried[:taken]...)
+		carried = carried[taken:]
+		bulk = drain(bulk, &batch, limit)
+		var yield func() bool
+		if interactive == 0 {
+			// A bulk-only transaction commits early when runs or triggers come, rather
+			// than make them wait for all its operations.
+			yield = func() bool { return len(b.ops) > 0 || len(own) > 0 }
+		}
+		if rest := b.commit(batch, yield); len(rest) > 0 {
+			carried = append(slices.Clone(rest), carried...)
+		}
 	}
 }
 
@@ -188,31 +203,42 @@ func drain(lane chan *batchOp, batch *[]*batchOp, limit int) chan *batchOp {
 	return lane
 }
 
-func (b *Batcher) commit(batch []*batchOp) {
+// commit runs batch in one transaction. yield, when set, is asked before each operation
+// after the first: when it says so, the transaction commits the operations run so far,
+// and commit returns the others, not run.
+func (b *Batcher) commit(batch []*batchOp, yield func() bool) (rest []*batchOp) {
 	ctx := context.Background()
 	b.st.batchCommits.Add(1)
-	b.st.batchOps.Add(int64(len(batch)))
 	if len(batch) == 1 {
+		b.st.batchOps.Add(1)
 		batch[0].done <- b.st.InTx(ctx, func(tx Tx) error { return batch[0].fn(ctx, tx) })
-		return
+		return nil
 	}
+	run := len(batch)
 	err := b.st.InTx(ctx, func(tx Tx) error {
-		for _, op := range batch {
+		for i, op := range batch {
+			if i > 0 && yield != nil && yield() {
+				run = i
+				return nil
+			}
 			if err := op.fn(ctx, tx); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	batch, rest = batch[:run], batch[run:]
+	b.st.batchOps.Add(int64(len(batch)))
 	if err == nil {
 		for _, op := range batch {
 			op.done <- nil
 		}
-		return
+		return rest
 	}
 	// One operation failed (or the commit did): give every operation its own transaction
 	// so each gets its own outcome; the failing one is expected to fail again.
 	for _, op := range batch {
 		op.done <- b.st.InTx(ctx, func(tx Tx) error { return op.fn(ctx, tx) })
 	}
+	return rest
 }

@@ -87,3 +87,58 @@ func TestBatcherBulkYields(t *testing.T) {
 		}
 	})
 }
+
+// TestBatcherBulkTransactionCommitsEarly starts a transaction of several bulk operations,
+// then submits an interactive one while the first bulk operation runs: the transaction
+// commits after that operation instead of running the others first.
+func TestBatcherBulkTransactionCommitsEarly(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		b := st.NewBatcher(1, 128) // at most 8 bulk operations a transaction
+		defer b.Close()
+		// Hold the writer so that the bulk operations queue up and share one transaction.
+		holding, release := make(chan struct{}), make(chan struct{})
+		held := make(chan error, 1)
+		go func() {
+			held <- b.Do(ctx, func(ctx context.Context, tx store.Tx) error { close(holding); <-release; return nil })
+		}()
+		<-holding
+		const bulk = 8
+		var ran atomic.Int64
+		firstRunning := make(chan struct{})
+		var wg sync.WaitGroup
+		for range bulk {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := b.DoBulk(ctx, func(ctx context.Context, tx store.Tx) error {
+					if ran.Add(1) == 1 {
+						close(firstRunning)
+					}
+					time.Sleep(20 * time.Millisecond) // a chunk of rows
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		time.Sleep(50 * time.Millisecond) // the bulk operations are queued
+		close(release)
+		if err := <-held; err != nil {
+			t.Fatal(err)
+		}
+		<-firstRunning
+		var before int64
+		if err := b.Do(ctx, func(ctx context.Context, tx store.Tx) error { before = ran.Load(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if before > 1 {
+			t.Fatalf("the interactive operation ran after %d of %d bulk operations; want after the first", before, bulk)
+		}
+		wg.Wait()
+		if n := ran.Load(); n < bulk {
+			t.Fatalf("%d of %d bulk operations ran", n, bulk)
+		}
+	})
+}
