@@ -214,8 +214,9 @@ func (b *Batcher) commit(batch []*batchOp, yield func() bool) (rest []*batchOp) 
 		batch[0].done <- b.st.InTx(ctx, func(tx Tx) error { return batch[0].fn(ctx, tx) })
 		return nil
 	}
-	run := len(batch)
+	var run int // how many operations the transaction ran
 	err := b.st.InTx(ctx, func(tx Tx) error {
+		run = len(batch)
 		for i, op := range batch {
 			if i > 0 && yield != nil && yield() {
 				run = i
