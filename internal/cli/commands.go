@@ -105,7 +105,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	app.TuneGC()
+	app.TuneRuntime()
 	srv, err := app.Open(ctx, app.Config{Addr: *addr, DB: *db, AdminToken: *adminToken, Demo: *demo, Workers: *workers, MaxRunning: *maxRunning,
 		Log: log, DemoOut: env.Stdout, HTTPRate: httpRate, HTTPAllow: httpAllow, SMTPURL: smtpValue(*smtpURL, env),
 		MetricsAddr: *metricsAddr, BroadcastMax: *broadcastMax, SecretKey: keys, Retain: retention, ShutdownGrace: shutdownGrace})

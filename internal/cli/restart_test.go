@@ -22,6 +22,12 @@ import (
 // serveProcess starts `parley serve` on a free port and waits until it is healthy.
 func serveProcess(t *testing.T, bin, db string) (*exec.Cmd, string) {
 	t.Helper()
+	return serveProcessEnv(t, bin, db, os.Environ())
+}
+
+// serveProcessEnv is serveProcess with the process's environment given.
+func serveProcessEnv(t *testing.T, bin, db string, env []string) (*exec.Cmd, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -29,6 +35,7 @@ func serveProcess(t *testing.T, bin, db string) (*exec.Cmd, string) {
 	addr := ln.Addr().String()
 	ln.Close()
 	cmd := exec.Command(bin, "serve", "--db", db, "--addr", addr, "--log-level", "warn")
+	cmd.Env = env
 	logs, _ := os.Create(filepath.Join(t.TempDir(), "serve.log"))
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = dieWithTest()

@@ -72,7 +72,7 @@ func Start(ctx context.Context, cfg app.Config, flows []string, setup func(*app.
 			cfg.SecretKey = secret.NewKey()
 		}
 	}
-	app.TuneGC()
+	app.TuneRuntime()
 	inst := open(ctx, cfg)
 	srv := inst.srv
 	nb, err := auth.New(srv.Store(), 0).CreateBot(ctx, fmt.Sprintf("bench-%d", time.Now().UnixNano()), "bench")
