@@ -113,6 +113,24 @@ func TestUserAttrsFollowWrites(t *testing.T) {
 					Attrs: map[string]string{"city": "Mumbai"}})
 				return err
 			}},
+			{"created by a run's first commit", func() error {
+				return st.InTx(ctx, func(tx store.Tx) error {
+					return st.QueueUpsertUser(tx, store.UserUpsert{BotID: bot, ChannelUserID: "3", Channel: "whatsapp",
+						Attrs: map[string]string{"city": "Goa"}, Defaults: map[string]string{"user.user_name": "3"}})
+				})
+			}},
+			{"created by a run's first commit, nothing to merge", func() error {
+				return st.InTx(ctx, func(tx store.Tx) error {
+					return st.QueueUpsertUser(tx, store.UserUpsert{BotID: bot, ChannelUserID: "4", Channel: "whatsapp",
+						Attrs: map[string]string{"city": "Goa"}, Unchanged: true})
+				})
+			}},
+			{"a run's first commit for a user that exists", func() error {
+				return st.InTx(ctx, func(tx store.Tx) error {
+					return st.QueueUpsertUser(tx, store.UserUpsert{BotID: bot, ChannelUserID: "3", Channel: "whatsapp",
+						Attrs: map[string]string{"city": "Delhi"}})
+				})
+			}},
 			{"patch: set and clear", func() error {
 				u, err := st.UserByChannelID(ctx, bot, "1")
 				if err != nil {
