@@ -1,7 +1,7 @@
 // A small router over the History API: the console lives under /console/, and every
 // page has its own URL so that it can be linked, reloaded and opened in a new tab.
 
-import { useSyncExternalStore, type AnchorHTMLAttributes, type MouseEvent } from 'react'
+import { useEffect, useSyncExternalStore, type AnchorHTMLAttributes, type MouseEvent } from 'react'
 
 const BASE = '/console'
 
@@ -9,15 +9,54 @@ const listeners = new Set<() => void>()
 
 function subscribe(fn: () => void): () => void {
   listeners.add(fn)
-  window.addEventListener('popstate', fn)
   return () => {
     listeners.delete(fn)
-    window.removeEventListener('popstate', fn)
   }
 }
 
 function snapshot(): string {
   return window.location.pathname + window.location.search
+}
+
+function notify(): void {
+  for (const fn of listeners) fn()
+}
+
+/** Checks asked before the page changes; one that answers false keeps the user here. */
+const leaveChecks = new Set<() => boolean>()
+
+function mayLeave(): boolean {
+  for (const check of leaveChecks) if (!check()) return false
+  return true
+}
+
+// The location the page shows: Back or Forward that a leave check refused puts it back.
+let shown = snapshot()
+window.addEventListener('popstate', () => {
+  if (snapshot() !== shown && !mayLeave()) {
+    window.history.pushState(null, '', shown)
+    return
+  }
+  shown = snapshot()
+  notify()
+})
+
+/**
+ * While active, leaving the page asks first: a link or Back with message, closing or
+ * reloading the tab with the browser's own question. For work the page has not saved.
+ */
+export function useLeaveGuard(active: boolean, message: string): void {
+  useEffect(() => {
+    if (!active) return
+    const check = () => window.confirm(message)
+    const onBeforeUnload = (e: BeforeUnloadEvent) => e.preventDefault()
+    leaveChecks.add(check)
+    window.addEventListener('beforeunload', onBeforeUnload)
+    return () => {
+      leaveChecks.delete(check)
+      window.removeEventListener('beforeunload', onBeforeUnload)
+    }
+  }, [active, message])
 }
 
 /** The current location inside the console: path without the base, and the query. */
@@ -31,11 +70,12 @@ export function useLocation(): { path: string; query: URLSearchParams } {
 /** Goes to a console path ("/customers"), adding a history entry unless replace. */
 export function navigate(to: string, replace = false): void {
   const url = BASE + to
-  if (url === snapshot()) return
+  if (url === snapshot() || !mayLeave()) return
   if (replace) window.history.replaceState(null, '', url)
   else window.history.pushState(null, '', url)
+  shown = snapshot()
   window.scrollTo(0, 0)
-  for (const fn of listeners) fn()
+  notify()
 }
 
 /**

@@ -336,4 +336,49 @@ describe('flow builder', () => {
     await page.locator('.react-flow__edge[data-id="set:next"]').waitFor({ state: 'attached' })
     b.check()
   })
+  it('asks before unsaved changes are left behind', async () => {
+    const { page } = b
+    // The test before left a Set node that is not saved.
+    const state = page.getByTestId('builder-state')
+    await state.getByText('unsaved changes').waitFor()
+    const builderUrl = page.url()
+    const crumb = page.getByRole('navigation', { name: 'Flow' }).getByRole('link', { name: 'Flows' })
+    const asked = []
+    const answer = (accept) => page.once('dialog', (d) => {
+      asked.push({ type: d.type(), message: d.message() })
+      void (accept ? d.accept() : d.dismiss())
+    })
+
+    answer(false)
+    await crumb.click()
+    await node('set').waitFor()
+    assert.equal(page.url(), builderUrl, 'a link refused stays on the builder')
+    assert.deepEqual(asked.at(-1), { type: 'confirm', message: 'This flow has changes that are not saved. Leave without saving them?' })
+
+    answer(true)
+    await crumb.click()
+    await page.waitForURL(/\/flows$/)
+    assert.equal(asked.length, 2)
+
+    // Back to the builder: the flow as stored, nothing to ask about until it is edited.
+    await page.goBack()
+    await page.waitForURL(builderUrl)
+    await state.waitFor()
+    assert.equal(await state.getByText('unsaved changes').count(), 0)
+    await page.getByRole('button', { name: 'Add a Set node' }).click()
+    await state.getByText('unsaved changes').waitFor()
+    answer(false)
+    await page.goBack()
+    await node('set').waitFor()
+    assert.equal(page.url(), builderUrl, 'Back refused stays on the builder')
+    assert.equal(asked.at(-1).type, 'confirm')
+
+    // Closing or reloading the tab asks through the browser's own question.
+    answer(true)
+    await page.reload()
+    await state.waitFor()
+    assert.equal(asked.at(-1).type, 'beforeunload')
+    assert.equal(asked.length, 4)
+    b.check()
+  })
 })

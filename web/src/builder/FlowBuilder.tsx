@@ -22,7 +22,7 @@ import { ApiError, type FlowProblem, type FlowVersion, type HttpNode, type NodeT
 import type { BotCtx } from '../bot'
 import { FlowInfoButton, FlowInfoCard } from '../components/FlowInfo'
 import { TriggerFields } from '../components/TriggerFields'
-import { Link } from '../router'
+import { Link, useLeaveGuard } from '../router'
 import { useApi } from '../session'
 import { Badge, ErrorNote, Loaded, PairsEditor, Time, download, pairsObject, toApiError, useAction, useInterval, useLoad, useTitle } from '../ui'
 import { HttpPanel } from './HttpPanel'
@@ -152,6 +152,7 @@ function Editor({ bot, flowKey, initial, reload }: { bot: BotCtx; flowKey: strin
   const lastTag = useRef<{ tag: string; at: number }>({ tag: '', at: 0 })
   const [, setHistoryTick] = useState(0)
   const [dirty, setDirty] = useState(false)
+  useLeaveGuard(dirty, 'This flow has changes that are not saved. Leave without saving them?')
   const [measured, setMeasured] = useState<Record<string, { width: number; height: number }>>({})
   const [selected, setSelected] = useState<Set<string>>(new Set())
   const [selEdges, setSelEdges] = useState<Set<string>>(new Set())
