@@ -65,7 +65,7 @@ type Config struct {
 	// cycle through jumps cannot spin forever.
 	MaxSteps int
 	// BatchWriters and BatchSize tune the group commit; zero takes store.NewBatcher's
-	// defaults (1 writer on SQLite, 8 on PostgreSQL; 128 operations per commit).
+	// defaults (1 writer on SQLite, 2 on PostgreSQL; 128 operations per commit).
 	BatchWriters, BatchSize int
 
 	Channels ChannelResolver
