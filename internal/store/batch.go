@@ -183,6 +183,7 @@ func (b *Batcher) loop(own chan *batchOp) {
 		if rest := b.commit(batch, yield); len(rest) > 0 {
 			carried = append(slices.Clone(rest), carried...)
 		}
+		b.st.finishCheckpoint()
 	}
 }
 

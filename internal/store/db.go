@@ -110,6 +110,11 @@ type Store struct {
 
 	checkpointer                     *sql.DB
 	stopCheckpoints, checkpointsDone chan struct{}
+	// walLong is set when a background checkpoint finds the WAL longer than
+	// walRestartPages; the writer then finishes the checkpoint (finishCheckpoint).
+	walLong         atomic.Bool
+	walRestartPages int
+	checkpointEvery time.Duration
 
 	// PostgreSQL.
 	pool *pgxpool.Pool
@@ -135,6 +140,13 @@ type Options struct {
 	// packages that know which values are secret (channel registry, flow catalog, http
 	// steps) encrypt and decrypt. Nil means no key: secrets cannot be written.
 	Secrets *secret.Keyring
+	// WALRestartPages is the SQLite WAL length, in pages, past which the writer
+	// finishes a checkpoint itself so that the WAL starts over; 0 takes 262,144 (1 GiB
+	// of 4 KiB pages).
+	WALRestartPages int
+	// CheckpointEvery is how often SQLite's WAL is checkpointed in the background
+	// (default 500 ms).
+	CheckpointEvery time.Duration
 }
 
 // IsPostgres reports whether dsn names a PostgreSQL database.
@@ -184,6 +196,8 @@ func sqliteDSN(path string, readOnly bool) string {
 		// Checkpoints run in the background (see checkpointLoop) instead of stalling the
 		// commit that happens to cross the WAL's size threshold.
 		q.Add("_pragma", "wal_autocheckpoint(0)")
+		// A WAL file that grew long shrinks back to 64 MiB when it starts over.
+		q.Add("_pragma", "journal_size_limit(67108864)")
 		// Take the write lock at BEGIN, so a transaction never fails to upgrade a read
 		// lock: with busy_timeout that makes concurrent writers (the CLI beside a running
 		// server) wait instead of failing.
@@ -224,18 +238,26 @@ func openSQLite(ctx context.Context, path string, opts Options) (*Store, error) 
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	cp.SetMaxOpenConns(1)
-	s := &Store{dialect: SQLite, writer: w, reader: r, wStmts: newStmtCache(w), checkpointer: cp, stopCheckpoints: make(chan struct{}), checkpointsDone: make(chan struct{})}
+	s := &Store{dialect: SQLite, writer: w, reader: r, wStmts: newStmtCache(w), checkpointer: cp, stopCheckpoints: make(chan struct{}), checkpointsDone: make(chan struct{}),
+		walRestartPages: opts.WALRestartPages, checkpointEvery: opts.CheckpointEvery}
+	if s.walRestartPages <= 0 {
+		s.walRestartPages = defaultWALRestartPages
+	}
+	if s.checkpointEvery <= 0 {
+		s.checkpointEvery = 500 * time.Millisecond
+	}
 	s.w, s.r = sqlQuerier{db: w, stmts: s.wStmts}, sqlQuerier{db: r, stmts: newStmtCache(r)}
 	go s.checkpointLoop()
 	return s, nil
 }
 
-// checkpointLoop copies the WAL back into the database file every half second from a
-// connection of its own. A passive checkpoint never waits for the writer, so commits
-// keep their latency; the writer connection has automatic checkpoints turned off.
+// checkpointLoop copies the WAL back into the database file every half second (by
+// default) from a connection of its own. A passive checkpoint never waits for the
+// writer, so commits keep their latency; the writer connection has automatic
+// checkpoints turned off.
 func (s *Store) checkpointLoop() {
 	defer close(s.checkpointsDone)
-	t := time.NewTicker(500 * time.Millisecond)
+	t := time.NewTicker(s.checkpointEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -243,9 +265,49 @@ func (s *Store) checkpointLoop() {
 			_, _ = s.checkpointer.Exec("PRAGMA wal_checkpoint(PASSIVE)")
 			return
 		case <-t.C:
-			_, _ = s.checkpointer.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+			var busy, frames, copied int
+			err := s.checkpointer.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
+			if err != nil || frames < s.walRestartPages {
+				continue
+			}
+			// The writer will stop for what is left: first copy what was committed
+			// during this checkpoint, and again, while that shrinks.
+			for range 4 {
+				left := frames - copied
+				if left <= walTailFrames {
+					break
+				}
+				if s.checkpointer.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied) != nil || frames-copied >= left {
+					break
+				}
+			}
+			s.walLong.Store(true)
 		}
 	}
+}
+
+// defaultWALRestartPages is the WAL length (in pages: 1 GiB of 4 KiB pages) past which
+// the writer finishes a checkpoint itself. That stops its commits for some 30–45 ms on a
+// small virtual disk (the fsyncs), so it is kept for a WAL that is really long: under
+// the heaviest load, once every 10–15 s.
+const defaultWALRestartPages = 262144
+
+// walTailFrames is how many pages the background checkpoint leaves the writer to copy
+// at most, when the writes let it catch up that far.
+const walTailFrames = 256
+
+// finishCheckpoint is for the writer, between transactions. SQLite starts its WAL over
+// only once a checkpoint has copied every page in it, which a background checkpoint
+// never does while the writer commits without pause: under sustained load the WAL grew
+// by 80 MB a second, without end (2 GB in 25 s of bench/trigger). So when the
+// background checkpoint finds it long, the writer copies the rest (the pages committed
+// meanwhile), holding its own commits back for that long, and its next transaction
+// starts the WAL from the beginning. A no-op on PostgreSQL.
+func (s *Store) finishCheckpoint() {
+	if s.writer == nil || !s.walLong.Swap(false) {
+		return
+	}
+	_, _ = s.writer.Exec("PRAGMA wal_checkpoint(PASSIVE)")
 }
 
 func openPostgres(ctx context.Context, dsn string, opts Options) (*Store, error) {
