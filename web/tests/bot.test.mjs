@@ -288,7 +288,8 @@ describe('a bot', () => {
     await page.getByRole('link', { name: 'Tomorrow' }).click()
     await page.getByRole('button', { name: 'Cancel broadcast' }).click()
     await page.getByRole('button', { name: 'Yes, cancel broadcast' }).click()
-    await page.getByText('CANCELLED').first().waitFor()
+    // The status badge, not the totals' "0 cancelled", which is there from the start.
+    await page.getByText('CANCELLED', { exact: true }).first().waitFor()
     assert.equal(await page.getByRole('button', { name: 'Cancel broadcast' }).count(), 0)
     const first = await srv.admin('GET', `/admin/v1/customers/${bot.cid}/bots/${bot.botKey}/broadcasts/${id}`)
     assert.notEqual(first.status, 'CANCELLED')
