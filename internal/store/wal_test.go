@@ -51,9 +51,10 @@ func TestWALStartsOverUnderSustainedWrites(t *testing.T) {
 	}
 
 	stop := make(chan struct{})
-	var writes atomic.Int64
 	var wg sync.WaitGroup
-	for w := range 64 {
+	// untilStopped runs step (its i-th call) in a goroutine of its own until stop is
+	// closed or step fails.
+	untilStopped := func(step func(i int) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -63,37 +64,34 @@ func TestWALStartsOverUnderSustainedWrites(t *testing.T) {
 					return
 				default:
 				}
-				err := b.Do(ctx, func(ctx context.Context, tx store.Tx) error {
-					_, err := st.UpsertUserID(ctx, tx, store.UserUpsert{BotID: bot, ChannelUserID: fmt.Sprintf("%d-%d", w, i), Channel: "whatsapp",
-						Attrs: map[string]string{"n": fmt.Sprint(i)}})
-					return err
-				})
-				if err != nil {
+				if err := step(i); err != nil {
 					t.Error(err)
 					return
 				}
-				writes.Add(1)
 			}
 		}()
+	}
+	var writes atomic.Int64
+	for w := range 64 {
+		untilStopped(func(i int) error {
+			err := b.Do(ctx, func(ctx context.Context, tx store.Tx) error {
+				_, err := st.UpsertUserID(ctx, tx, store.UserUpsert{BotID: bot, ChannelUserID: fmt.Sprintf("%d-%d", w, i), Channel: "whatsapp",
+					Attrs: map[string]string{"n": fmt.Sprint(i)}})
+				return err
+			})
+			writes.Add(1)
+			return err
+		})
 	}
 	// Readers beside them, as the triggers' reads of their users: a read that holds a
 	// snapshot keeps the WAL from starting over on its own.
 	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := st.UserByChannelID(ctx, bot, "0-0"); err != nil && !errors.Is(err, store.ErrNotFound) {
-					t.Error(err)
-					return
-				}
+		untilStopped(func(int) error {
+			if _, err := st.UserByChannelID(ctx, bot, "0-0"); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
 			}
-		}()
+			return nil
+		})
 	}
 	// After a second of writes, follow the WAL's length for three more, against the
 	// writes made meanwhile. The background checkpoint looks every 20 ms and the writer
