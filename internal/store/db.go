@@ -120,6 +120,8 @@ type Store struct {
 	pool *pgxpool.Pool
 	// stats counts the statements and round trips sent to PostgreSQL.
 	stats *pgStats
+	// lookups coalesces the reads of users by channel id.
+	lookups *userLookups
 	// The Batchers' group commits and the operations they carried.
 	batchCommits, batchOps atomic.Int64
 
@@ -332,6 +334,7 @@ func openPostgres(ctx context.Context, dsn string, opts Options) (*Store, error)
 	}
 	s := &Store{dialect: Postgres, pool: pool, stats: stats}
 	s.w, s.r = pgxQuerier{pool}, pgxQuerier{pool}
+	s.lookups = newUserLookups(pool, s.userCols())
 	return s, nil
 }
 
@@ -342,6 +345,7 @@ func (s *Store) Dialect() Dialect { return s.dialect }
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		if s.pool != nil {
+			s.lookups.close()
 			s.pool.Close()
 			return
 		}

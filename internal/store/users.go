@@ -228,6 +228,9 @@ func scanUser(r Row) (User, error) {
 
 // UserByChannelID returns a bot's user by channel user id.
 func (s *Store) UserByChannelID(ctx context.Context, botID int64, channelUserID string) (User, error) {
+	if s.lookups != nil {
+		return s.lookups.get(ctx, botID, channelUserID)
+	}
 	u, err := scanUser(s.r.QueryRow(ctx, `SELECT `+s.userCols()+` FROM users WHERE bot_id = $1 AND channel_user_id = $2`, botID, channelUserID))
 	if err != nil {
 		return User{}, fmt.Errorf("user %s: %w", channelUserID, err)
