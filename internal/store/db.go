@@ -431,9 +431,20 @@ func (q sqlQuerier) stmt(ctx context.Context, query string) *sql.Stmt {
 	return q.tx.StmtContext(ctx, st)
 }
 
+// bindable rewrites a statement with many parameters to anonymous ones (positional.go).
+func (q sqlQuerier) bindable(query string, args []any) (string, []any, error) {
+	if len(args) < positionalFrom {
+		return query, args, nil
+	}
+	return q.stmts.positional.rewrite(query, args)
+}
+
 func (q sqlQuerier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	query, args, err := q.bindable(query, args)
+	if err != nil {
+		return 0, err
+	}
 	var res sql.Result
-	var err error
 	if st := q.stmt(ctx, query); st != nil {
 		res, err = st.ExecContext(ctx, args...)
 	} else {
@@ -446,8 +457,11 @@ func (q sqlQuerier) Exec(ctx context.Context, query string, args ...any) (int64,
 }
 
 func (q sqlQuerier) Query(ctx context.Context, query string, args ...any) (Rows, error) {
+	query, args, err := q.bindable(query, args)
+	if err != nil {
+		return nil, err
+	}
 	var rows *sql.Rows
-	var err error
 	if st := q.stmt(ctx, query); st != nil {
 		rows, err = st.QueryContext(ctx, args...)
 	} else {
@@ -460,6 +474,10 @@ func (q sqlQuerier) Query(ctx context.Context, query string, args ...any) (Rows,
 }
 
 func (q sqlQuerier) QueryRow(ctx context.Context, query string, args ...any) Row {
+	query, args, err := q.bindable(query, args)
+	if err != nil {
+		return errRow{err}
+	}
 	if st := q.stmt(ctx, query); st != nil {
 		return sqlRow{st.QueryRowContext(ctx, args...)}
 	}
@@ -473,6 +491,8 @@ type stmtCache struct {
 	mu     sync.RWMutex
 	m      map[string]*sql.Stmt
 	wanted map[string]bool
+	// positional holds the rewrites of statements with many parameters.
+	positional positionalQueries
 }
 
 func newStmtCache(db *sql.DB) *stmtCache {
