@@ -51,6 +51,7 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	method := flag.String("method", "GET", "the http node's method (POST: not repeatable, so committed as pending before the call)")
 	oneUser := flag.Bool("one-user", false, "every trigger for the same user (its row is written by every run)")
+	instances := flag.Int("instances", 1, "Parley instances in this process on the same database (PostgreSQL), triggered in turn")
 	flag.Parse()
 	defer loadgen.Profile(*cpuProfile)()
 
@@ -68,9 +69,13 @@ func main() {
 			return s.Store().SetCustomerHTTPRate(ctx, nb.CustomerID, rate)
 		})
 	defer srv.Stop()
+	urls := []string{srv.FlowURL}
+	for range *instances - 1 {
+		urls = append(urls, srv.Join(ctx))
+	}
 
-	fmt.Printf("db=%s wait=true method=%s one-user=%v duration=%s per level and flow, account rate %d/min\n",
-		srv.Store().Dialect(), *method, *oneUser, *duration, *rate)
+	fmt.Printf("db=%s wait=true method=%s one-user=%v instances=%d duration=%s per level and flow, account rate %d/min\n",
+		srv.Store().Dialect(), *method, *oneUser, len(urls), *duration, *rate)
 	fmt.Printf("%-11s %-12s %8s %12s %9s %9s %9s %8s  %s\n", "concurrency", "flow", "runs", "completed/s", "mean", "p50", "p99", "errors", loadgen.UsageHeader)
 	var phone atomic.Int64
 	// With one user, every run still writes the user's row: the http node saves an
@@ -98,11 +103,15 @@ func main() {
 		var baseRes loadgen.Result
 		if *baseline {
 			before := loadgen.Sample(ctx, srv)
-			baseRes = loadgen.Run(ctx, c, *duration, loadgen.Trigger(ctx, srv.FlowURL+"bench_base?wait=true", srv.Bot.APIKey, seq, completedWith(`"outcome":"set"`)))
+			baseRes = loadgen.Run(ctx, c, *duration, inTurn(urls, func(u string) loadgen.Next {
+				return loadgen.Trigger(ctx, u+"bench_base?wait=true", srv.Bot.APIKey, seq, completedWith(`"outcome":"set"`))
+			}))
 			row(c, "no http step", baseRes, loadgen.Sample(ctx, srv).Sub(before).PerRun(baseRes.N))
 		}
 		before := loadgen.Sample(ctx, srv)
-		res := loadgen.Run(ctx, c, *duration, loadgen.Trigger(ctx, srv.FlowURL+"bench_http?wait=true", srv.Bot.APIKey, seq, completedWith(`"outcome":"HTTP 200"`)))
+		res := loadgen.Run(ctx, c, *duration, inTurn(urls, func(u string) loadgen.Next {
+			return loadgen.Trigger(ctx, u+"bench_http?wait=true", srv.Bot.APIKey, seq, completedWith(`"outcome":"HTTP 200"`))
+		}))
 		row(c, "http step", res, loadgen.Sample(ctx, srv).Sub(before).PerRun(res.N))
 		if *baseline {
 			// Means add up where percentiles do not: the step's mean cost is the difference
@@ -111,6 +120,16 @@ func main() {
 				loadgen.Round(res.Mean()-baseRes.Mean()-direct.Mean()), loadgen.Round(res.P(50)-baseRes.P(50)-direct.P(50)))
 		}
 	}
+}
+
+// inTurn sends the requests to the instances' flow URLs in turn.
+func inTurn(urls []string, trigger func(url string) loadgen.Next) loadgen.Next {
+	var nexts []loadgen.Next
+	for _, u := range urls {
+		nexts = append(nexts, trigger(u))
+	}
+	var turn atomic.Int64
+	return func() (*http.Request, func([]byte) bool) { return nexts[turn.Add(1)%int64(len(nexts))]() }
 }
 
 func row(c int, name string, r loadgen.Result, usage string) {
