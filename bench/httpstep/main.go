@@ -128,8 +128,7 @@ func inTurn(urls []string, trigger func(url string) loadgen.Next) loadgen.Next {
 	for _, u := range urls {
 		nexts = append(nexts, trigger(u))
 	}
-	var turn atomic.Int64
-	return func() (*http.Request, func([]byte) bool) { return nexts[turn.Add(1)%int64(len(nexts))]() }
+	return loadgen.InTurn(nexts...)
 }
 
 func row(c int, name string, r loadgen.Result, usage string) {

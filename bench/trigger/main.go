@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
-	"net/http"
 	"os"
 	"runtime/trace"
 	"sync/atomic"
@@ -88,10 +87,7 @@ func main() {
 		for _, u := range urls {
 			nexts = append(nexts, loadgen.Trigger(ctx, u+"bench"+query, srv.Bot.APIKey, func() int64 { return phone.Add(1) }, nil))
 		}
-		var turn atomic.Int64
-		res := loadgen.Run(ctx, c, *duration, func() (*http.Request, func([]byte) bool) {
-			return nexts[turn.Add(1)%int64(len(nexts))]()
-		})
+		res := loadgen.Run(ctx, c, *duration, loadgen.InTurn(nexts...))
 		// Completed runs/s: from the first trigger until every accepted run has ended.
 		accepted += res.N
 		for {

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parleyhq/parley/internal/app"
@@ -203,6 +204,12 @@ func (r Result) P(q int) time.Duration {
 
 // Next makes one request and the check of its answer (nil: any 200 will do).
 type Next func() (*http.Request, func(body []byte) bool)
+
+// InTurn makes the requests of each of nexts in turn (one per instance, say).
+func InTurn(nexts ...Next) Next {
+	var turn atomic.Int64
+	return func() (*http.Request, func([]byte) bool) { return nexts[turn.Add(1)%int64(len(nexts))]() }
+}
 
 // Run keeps c clients busy back to back for d.
 func Run(ctx context.Context, c int, d time.Duration, next Next) Result {
