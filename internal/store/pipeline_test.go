@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -278,6 +279,56 @@ func TestBatcherKeyed(t *testing.T) {
 		}
 		if got := st.Stats(); got.Ops < n {
 			t.Fatalf("batcher counted %d operations; want at least %d", got.Ops, n)
+		}
+	})
+}
+
+// TestPatchRunUserAttrsUnchanged: a patch that would change nothing (a flow that saves
+// the same value every run) leaves the user's row alone; one that changes something
+// writes it.
+func TestPatchRunUserAttrsUnchanged(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		e := newPipelineEnv(t, st)
+		if _, err := st.UpsertUser(ctx, st.Writer(), store.UserUpsert{BotID: e.botID, ChannelUserID: "919", Channel: "whatsapp",
+			Attrs: map[string]string{"a": "1", "gone": "x"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.InTx(ctx, func(tx store.Tx) error { return st.QueueRunOfUser(tx, e.run("r1"), "919") }); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name      string
+			set       map[string]string
+			clear     []string
+			written   bool
+			wantAttrs map[string]string
+		}{
+			{"the same value", map[string]string{"a": "1"}, nil, false, map[string]string{"a": "1", "gone": "x"}},
+			{"clear a missing key", nil, []string{"never"}, false, map[string]string{"a": "1", "gone": "x"}},
+			{"the same value, a missing key cleared", map[string]string{"a": "1"}, []string{"never"}, false, map[string]string{"a": "1", "gone": "x"}},
+			{"a new value", map[string]string{"a": "2"}, nil, true, map[string]string{"a": "2", "gone": "x"}},
+			{"a new key", map[string]string{"b": "1"}, nil, true, map[string]string{"a": "2", "b": "1", "gone": "x"}},
+			{"clear a key", nil, []string{"gone"}, true, map[string]string{"a": "2", "b": "1"}},
+		} {
+			before, err := st.UserByChannelID(ctx, e.botID, "919")
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(5 * time.Millisecond) // updated_at is in ms: a write shows
+			if err := st.InTx(ctx, func(tx store.Tx) error { return st.PatchRunUserAttrs(ctx, tx, "r1", tc.set, tc.clear) }); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			after, err := st.UserByChannelID(ctx, e.botID, "919")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if written := !after.UpdatedAt.Equal(before.UpdatedAt); written != tc.written {
+				t.Errorf("%s: row written = %v; want %v", tc.name, written, tc.written)
+			}
+			if !maps.Equal(after.Attrs, tc.wantAttrs) {
+				t.Errorf("%s: attributes %v; want %v", tc.name, after.Attrs, tc.wantAttrs)
+			}
 		}
 	})
 }

@@ -161,7 +161,9 @@ func (s *Store) PatchUserAttrs(ctx context.Context, q Querier, userID int64, set
 }
 
 // PatchRunUserAttrs is PatchUserAttrs for the user of a run, looked up by the
-// statement, which may be queued in a transaction (Tx.QueueExec).
+// statement, which may be queued in a transaction (Tx.QueueExec). A patch that changes
+// nothing (a flow that saves the same value every run) writes nothing, so it neither
+// locks the user's row until the commit nor makes a new version of it.
 func (s *Store) PatchRunUserAttrs(ctx context.Context, q Querier, runID string, set map[string]string, clear []string) error {
 	if len(set) == 0 && len(clear) == 0 {
 		return nil
@@ -169,11 +171,12 @@ func (s *Store) PatchRunUserAttrs(ctx context.Context, q Querier, runID string, 
 	var err error
 	if s.dialect == Postgres {
 		err = queueExec(ctx, q, `UPDATE users SET attrs = (attrs || $2::jsonb) - $3::text[], updated_at = $4
-			WHERE id = (SELECT user_id FROM runs WHERE id = $1)`,
+			WHERE id = (SELECT user_id FROM runs WHERE id = $1) AND `+changesAttrs,
 			[]any{runID, marshalAttrs(set), clearList(clear), nowMS()}, nil)
 	} else {
 		err = queueExec(ctx, q, `UPDATE users SET attrs = json_patch(attrs, $2), updated_at = $3
-			WHERE id = (SELECT user_id FROM runs WHERE id = $1)`, []any{runID, attrPatch(set, clear), nowMS()}, nil)
+			WHERE id = (SELECT user_id FROM runs WHERE id = $1) AND json_patch(attrs, $2) IS NOT attrs`,
+			[]any{runID, attrPatch(set, clear), nowMS()}, nil)
 	}
 	if err != nil {
 		return fmt.Errorf("update attributes of the user of run %s: %w", runID, err)
@@ -193,6 +196,10 @@ func attrPatch(set map[string]string, clear []string) string {
 	b, _ := json.Marshal(patch)
 	return string(b)
 }
+
+// changesAttrs is true when "(attrs || $2) - $3" would differ from attrs: a value to
+// set is not there yet, or a key to clear is.
+const changesAttrs = `(NOT attrs @> $2::jsonb OR attrs ?| $3::text[])`
 
 func clearList(clear []string) []string {
 	if clear == nil {
