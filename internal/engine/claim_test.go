@@ -158,3 +158,37 @@ func TestClaimedRunsAreReleased(t *testing.T) {
 		})
 	})
 }
+
+// TestWritersTakeTurnsWithOtherInstances: on PostgreSQL an instance's group-commit
+// writers take turns while another instance heartbeats on the same database, and go
+// back to committing side by side when it has stopped.
+func TestWritersTakeTurnsWithOtherInstances(t *testing.T) {
+	if storetest.PostgresURL() == "" {
+		t.Skipf("%s is not set: this test needs PostgreSQL", storetest.EnvPostgres)
+	}
+	st := storetest.Open(t, storetest.PostgresDSN(t))
+	ctx := context.Background()
+	const liveness, heartbeat = time.Second, 20 * time.Millisecond
+	first := setup(t, st, Config{InstanceID: "first", Liveness: liveness, Heartbeat: heartbeat}).eng
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("after 5 s: %s", what)
+			}
+		}
+	}
+	time.Sleep(3 * heartbeat)
+	if first.batch.TakingTurns() {
+		t.Fatal("a lone instance's writers take turns")
+	}
+	second := New(st, Config{InstanceID: "second", Liveness: liveness, Heartbeat: heartbeat})
+	if err := second.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually("both instances take turns", func() bool { return first.batch.TakingTurns() && second.batch.TakingTurns() })
+	if err := second.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually("the first instance's writers go back to side by side", func() bool { return !first.batch.TakingTurns() })
+}

@@ -192,6 +192,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		return fmt.Errorf("start engine: %w", err)
 	}
 	e.batch = e.st.NewBatcher(e.cfg.BatchWriters, e.cfg.BatchSize)
+	e.followInstances(ctx, e.started)
 	loopCtx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	for range e.cfg.Workers {
@@ -261,8 +262,25 @@ func (e *Engine) heartbeatLoop(ctx context.Context) {
 			if err := e.st.Heartbeat(ctx, e.cfg.InstanceID, e.started.UnixMilli(), now.UnixMilli()); err != nil && ctx.Err() == nil {
 				e.log.Error("heartbeat", "err", err)
 			}
+			e.followInstances(ctx, now)
 		}
 	}
+}
+
+// followInstances has the group commit's writers take turns while other instances
+// share the database (store.Batcher.SetTakeTurns).
+func (e *Engine) followInstances(ctx context.Context, now time.Time) {
+	if e.st.Dialect() != store.Postgres {
+		return // one writer anyway
+	}
+	n, err := e.st.LiveInstances(ctx, now.Add(-e.cfg.Liveness).UnixMilli())
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error("count live instances", "err", err)
+		}
+		return
+	}
+	e.batch.SetTakeTurns(n > 1)
 }
 
 func (e *Engine) sweepLoop(ctx context.Context) {

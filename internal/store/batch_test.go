@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -141,4 +142,54 @@ func TestBatcherBulkTransactionCommitsEarly(t *testing.T) {
 			t.Fatalf("%d of %d bulk operations ran", n, bulk)
 		}
 	})
+}
+
+// TestBatcherWritersTakeTurns: writers taking turns never have two transactions open at
+// once, and still carry every operation; side by side they do overlap (which shows the
+// test can see an overlap). PostgreSQL only: SQLite's writer connection serializes the
+// transactions whatever the Batcher does.
+func TestBatcherWritersTakeTurns(t *testing.T) {
+	if storetest.PostgresURL() == "" {
+		t.Skipf("%s is not set: this test needs PostgreSQL", storetest.EnvPostgres)
+	}
+	st := storetest.Open(t, storetest.PostgresDSN(t))
+	ctx := context.Background()
+	// most is the largest number of transactions seen open at once over ops operations.
+	most := func(turns bool) int64 {
+		batch := st.NewBatcher(2, 0)
+		defer batch.Close()
+		batch.SetTakeTurns(turns)
+		var open, most atomic.Int64
+		var wg sync.WaitGroup
+		for i := range 200 {
+			wg.Go(func() {
+				err := batch.DoKeyed(ctx, fmt.Sprint(i), func(ctx context.Context, tx store.Tx) error {
+					n := open.Add(1)
+					defer open.Add(-1)
+					for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+					}
+					_, err := tx.Exec(ctx, "SELECT pg_sleep(0.0005)")
+					return err
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		return most.Load()
+	}
+	if got := most(true); got != 1 {
+		t.Errorf("taking turns, %d transactions were open at once; want 1", got)
+	}
+	overlapped := false
+	for range 5 {
+		if most(false) > 1 {
+			overlapped = true
+			break
+		}
+	}
+	if !overlapped {
+		t.Error("side by side, the writers' transactions never overlapped")
+	}
 }

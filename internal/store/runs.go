@@ -266,6 +266,15 @@ func (s *Store) Heartbeat(ctx context.Context, id string, startedAt, now int64) 
 	return nil
 }
 
+// LiveInstances counts the instances that heartbeated at or after since (Unix ms).
+func (s *Store) LiveInstances(ctx context.Context, since int64) (int, error) {
+	var n int
+	if err := s.r.QueryRow(ctx, `SELECT COUNT(*) FROM instances WHERE heartbeat_at >= $1`, since).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count live instances: %w", err)
+	}
+	return n, nil
+}
+
 // RemoveInstance forgets an instance (at shutdown) and any long dead ones.
 func (s *Store) RemoveInstance(ctx context.Context, id string, deadBefore int64) error {
 	if _, err := s.w.Exec(ctx, `DELETE FROM instances WHERE id = $1 OR heartbeat_at < $2`, id, deadBefore); err != nil {
