@@ -19,6 +19,10 @@ const (
 	firstRetryInterval = 2 * time.Second
 )
 
+// analyzeFrom is the size from which a broadcast's fan-out first refreshes the
+// database's statistics of the recipients (store.AnalyzeRecipients).
+const analyzeFrom = 1000
+
 // fanOut is one broadcast being published by this instance.
 type fanOut struct {
 	s        *Service
@@ -49,6 +53,11 @@ func (s *Service) publish(ctx context.Context, id int64) error {
 	cs, err := storedContents(b)
 	if err != nil {
 		return err
+	}
+	if b.Recipients >= analyzeFrom {
+		if err := s.st.AnalyzeRecipients(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("broadcasts: refresh the recipients' statistics", "broadcast", b.ID, "err", err)
+		}
 	}
 	f := &fanOut{s: s, b: b, contents: cs, senders: map[string]senderOrErr{}}
 	// Batches a previous owner left half-way come first.
