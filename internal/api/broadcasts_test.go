@@ -661,7 +661,7 @@ func (noChannels) Sender(context.Context, int64, string) (channel.Sender, error)
 
 // A large broadcast's fan-out first refreshes PostgreSQL's statistics of the recipients,
 // which arrived all at once (store.AnalyzeRecipients): without them the planner's
-// choices made the fan-out 2–3× slower and the other bots' triggers wait.
+// choices halved the fan-out's rate and made the other bots' triggers wait.
 func TestBroadcastRefreshesStatistics(t *testing.T) {
 	if storetest.PostgresURL() == "" {
 		t.Skipf("%s is not set: this test needs PostgreSQL", storetest.EnvPostgres)

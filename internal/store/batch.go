@@ -78,10 +78,9 @@ func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
 // waits on the database; with several instances sharing PostgreSQL, the database
 // already has their commits side by side, and one transaction at a time per instance,
 // carrying all that queued up meanwhile, costs it less CPU per run (two instances in one
-// process on 2 cores: 11.7–12.0 runs a commit against 5.7–5.9 side by side, PostgreSQL
-// 303–310 µs a run against 356–379, 2,940–3,082 runs/s against 2,663–2,873). Either
-// way a key's operations keep to one writer. The engine turns it on while other
-// instances are alive.
+// process on 2 cores, bench/trigger: 8.6–9.0 runs a commit against 5.7–5.8 side by
+// side, PostgreSQL 209–308 µs a run against 270–293). Either way a key's operations
+// keep to one writer. The engine turns it on while other instances are alive.
 func (b *Batcher) SetTakeTurns(on bool) { b.takeTurns.Store(on) }
 
 // TakingTurns reports whether the writers commit one at a time.

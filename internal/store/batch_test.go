@@ -154,7 +154,7 @@ func TestBatcherWritersTakeTurns(t *testing.T) {
 	}
 	st := storetest.Open(t, storetest.PostgresDSN(t))
 	ctx := context.Background()
-	// most is the largest number of transactions seen open at once over ops operations.
+	// most is the largest number of transactions seen open at once over 200 operations.
 	most := func(turns bool) int64 {
 		batch := st.NewBatcher(2, 0)
 		defer batch.Close()

@@ -45,7 +45,7 @@ const (
 	// lookupLanes is how many coalesced reads may be in flight at once. With 1 or 2,
 	// bench/trigger at 64 clients ran 5,000–5,300 runs/s; 4 lanes, 4,600–5,200; 8, 4,000–4,700.
 	lookupLanes = 2
-	// maxLookupBatch bounds the reads one query carries.
+	// maxLookupBatch bounds the reads one round trip carries.
 	maxLookupBatch = 256
 	// lookupTimeout bounds a coalesced read: its callers have deadlines of their own
 	// and stop waiting at them, but the lane must not hang on a database that never answers.
