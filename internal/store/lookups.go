@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // userLookups coalesces concurrent reads of users by channel user id on PostgreSQL.
@@ -18,16 +19,11 @@ import (
 // nothing; reads that arrive while every lane waits on the database go together in the
 // next lane's query.
 type userLookups struct {
-	pool  pgxSender
+	pool  *pgxpool.Pool
 	cols  string
 	queue chan userLookup
 	stop  chan struct{}
 	lanes sync.WaitGroup
-}
-
-// pgxSender is the part of the pool the lookups use.
-type pgxSender interface {
-	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 type userLookup struct {
@@ -54,7 +50,7 @@ const (
 
 var errStoreClosed = errors.New("store closed")
 
-func newUserLookups(pool pgxSender, cols string) *userLookups {
+func newUserLookups(pool *pgxpool.Pool, cols string) *userLookups {
 	l := &userLookups{pool: pool, cols: cols, queue: make(chan userLookup, maxLookupBatch), stop: make(chan struct{})}
 	l.lanes.Add(lookupLanes)
 	for range lookupLanes {
