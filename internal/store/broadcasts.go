@@ -382,52 +382,47 @@ func (s *Store) BroadcastRecipients(ctx context.Context, b Broadcast, messages i
 		from = ` FROM broadcast_recipients r ` + recipientMessageJoin + ` WHERE r.broadcast_id = $1 AND ` + recipientStatusSQL + ` = $4`
 		filterArgs = []any{id, b.BotID, broadcastKeyPrefix(id, messages-1), status}
 	}
-	var pg Page
-	if err := s.r.QueryRow(ctx, `SELECT COUNT(*)`+from, filterArgs...).Scan(&pg.Total); err != nil {
-		return nil, Page{}, fmt.Errorf("count recipients of broadcast #%d: %w", id, err)
-	}
-	after := pq.After
-	if after == nil && pq.Skip > 0 {
-		if pq.Skip >= pg.Total {
-			return []BroadcastRecipient{}, pg, nil
-		}
-		k, ok, err := s.firstKey(ctx, `SELECT r.seq`+from+` ORDER BY r.seq`, filterArgs, pq.Skip, false)
-		if err != nil || !ok {
-			return []BroadcastRecipient{}, pg, err
-		}
-		after = &k
-	}
-	args := []any{id, b.BotID, broadcastKeyPrefix(id, messages-1)}
-	cond := ``
-	if status != "" {
-		args = append(args, status)
-		cond += ` AND ` + recipientStatusSQL + ` = $4`
-	}
-	if after != nil {
-		args = append(args, after.ID)
-		cond += ` AND r.seq > $` + strconv.Itoa(len(args))
-	}
-	args = append(args, pq.Size+1)
-	rows, err := s.r.Query(ctx, `SELECT r.seq, r.channel_user_id, `+recipientStatusSQL+`, CASE WHEN m.error <> '' THEN m.error ELSE r.error END,
-		m.id, m.provider_id, r.updated_at FROM broadcast_recipients r `+recipientMessageJoin+`
-		WHERE r.broadcast_id = $1`+cond+` ORDER BY r.seq LIMIT $`+strconv.Itoa(len(args)), args...)
-	if err != nil {
-		return nil, Page{}, fmt.Errorf("list recipients of broadcast #%d: %w", id, err)
-	}
-	defer rows.Close()
+	l := listSQL{count: `SELECT COUNT(*)` + from, keys: `SELECT r.seq` + from, order: []string{"r.seq"}, filterArgs: filterArgs}
 	out := []BroadcastRecipient{}
-	for rows.Next() {
-		var r BroadcastRecipient
-		var errText *string
-		if err := rows.Scan(&r.Seq, &r.ChannelUserID, &r.Status, &errText, &r.MessageID, &r.ProviderID, &r.UpdatedAt); err != nil {
-			return nil, Page{}, fmt.Errorf("list recipients of broadcast #%d: %w", id, err)
+	var pg Page
+	err := s.readList(ctx, pq, func(q Querier) error {
+		total, after, past, err := s.pageStart(ctx, q, l, pq)
+		pg.Total = total
+		if err != nil || past {
+			return err
 		}
-		if errText != nil {
-			r.Error = *errText
+		args := []any{id, b.BotID, broadcastKeyPrefix(id, messages-1)}
+		cond := ``
+		if status != "" {
+			args = append(args, status)
+			cond += ` AND ` + recipientStatusSQL + ` = $4`
 		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+		if after != nil {
+			args = append(args, after.ID)
+			cond += ` AND r.seq > $` + strconv.Itoa(len(args))
+		}
+		args = append(args, pq.Size+1)
+		rows, err := q.Query(ctx, `SELECT r.seq, r.channel_user_id, `+recipientStatusSQL+`, CASE WHEN m.error <> '' THEN m.error ELSE r.error END,
+			m.id, m.provider_id, r.updated_at FROM broadcast_recipients r `+recipientMessageJoin+`
+			WHERE r.broadcast_id = $1`+cond+` ORDER BY r.seq LIMIT $`+strconv.Itoa(len(args)), args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r BroadcastRecipient
+			var errText *string
+			if err := rows.Scan(&r.Seq, &r.ChannelUserID, &r.Status, &errText, &r.MessageID, &r.ProviderID, &r.UpdatedAt); err != nil {
+				return err
+			}
+			if errText != nil {
+				r.Error = *errText
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
 		return nil, Page{}, fmt.Errorf("list recipients of broadcast #%d: %w", id, err)
 	}
 	if len(out) > pq.Size {

@@ -397,6 +397,32 @@ func (s *Store) InTx(ctx context.Context, fn func(Tx) error) error {
 	return nil
 }
 
+// inReadTx runs fn's reads in one transaction, so they all see the database as it was at
+// the first: on SQLite a read transaction of a reader connection (WAL keeps its snapshot),
+// on PostgreSQL a read-only REPEATABLE READ one.
+func (s *Store) inReadTx(ctx context.Context, fn func(Querier) error) error {
+	if s.pool != nil {
+		tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return fmt.Errorf("begin read: %w", translate(err))
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		if err := fn(pgxQuerier{tx}); err != nil {
+			return err
+		}
+		return translate(tx.Commit(ctx))
+	}
+	tx, err := s.reader.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin read: %w", err)
+	}
+	// Nothing is written: ending it either way only releases the snapshot.
+	defer func() { _ = tx.Rollback() }()
+	rq := s.r.(sqlQuerier)
+	defer rq.stmts.prepareWanted(ctx)
+	return fn(sqlQuerier{db: tx, stmts: rq.stmts, tx: tx})
+}
+
 // database/sql adapter.
 
 type sqlRunner interface {

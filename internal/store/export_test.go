@@ -5,9 +5,11 @@ import "context"
 // ListSQL exposes a paged list's statements to the query-plan tests.
 type ListSQL = listSQL
 
-// Count, Seek and PageSQL are a list's statements; FilterArgs and PageArgs their arguments.
+// Count, Seek, SeekBack and PageSQL are a list's statements; FilterArgs and PageArgs
+// their arguments.
 func (l ListSQL) Count() string     { return l.count }
-func (l ListSQL) Seek() string      { return l.seek }
+func (l ListSQL) Seek() string      { return l.seek() }
+func (l ListSQL) SeekBack() string  { return l.seekBack() }
 func (l ListSQL) PageSQL() string   { return l.page }
 func (l ListSQL) FilterArgs() []any { return l.filterArgs }
 func (l ListSQL) PageArgs() []any   { return l.pageArgs }

@@ -81,33 +81,65 @@ func qualify(alias, cols string) string {
 	return strings.Join(parts, ", ")
 }
 
-// firstKey returns the key just before the page that follows skip items of the list
-// keyQuery selects (ordered, its columns Time and ID or ID alone), by skipping index
-// entries; ok is false when the list has no more than skip items.
-func (s *Store) firstKey(ctx context.Context, keyQuery string, args []any, skip int64, withTime bool) (PageKey, bool, error) {
-	var k PageKey
-	q := keyQuery + fmt.Sprintf(" LIMIT 1 OFFSET $%d", len(args)+1)
-	row := s.r.QueryRow(ctx, q, append(args, skip-1)...)
-	var err error
-	if withTime {
-		err = row.Scan(&k.Time, &k.ID)
-	} else {
-		err = row.Scan(&k.ID)
-	}
-	if errors.Is(err, ErrNotFound) {
-		return PageKey{}, false, nil
-	}
-	if err != nil {
-		return PageKey{}, false, fmt.Errorf("seek page: %w", err)
-	}
-	return k, true, nil
+// listSQL is a paged list's statements: count and the key query (keys, its rows ordered
+// by order's columns; Time and ID, or ID alone) take filterArgs, page takes pageArgs.
+type listSQL struct {
+	count, keys, page    string
+	order                []string
+	filterArgs, pageArgs []any
 }
 
-// listSQL is a paged list's statements: count and seek take filterArgs (seek then the
-// number of items to skip less one), page takes pageArgs.
-type listSQL struct {
-	count, seek, page    string
-	filterArgs, pageArgs []any
+// seek is the key query in the list's order; seekBack in the reverse order.
+func (l listSQL) seek() string { return l.keys + " ORDER BY " + strings.Join(l.order, ", ") }
+
+func (l listSQL) seekBack() string {
+	return l.keys + " ORDER BY " + strings.Join(l.order, " DESC, ") + " DESC"
+}
+
+// pageStart counts the list and finds the key just before the page pq asks for: nil for
+// the first page or a cursor's own key. past is true when the page lies beyond the list's
+// end. A numbered page is found by skipping index entries from the nearer end of the
+// list, so no page skips more than half of it; q must then be a read transaction
+// (readList), or rows written between the count and the skip would shift a page found
+// from the back.
+func (s *Store) pageStart(ctx context.Context, q Querier, l listSQL, pq PageQuery) (total int64, after *PageKey, past bool, err error) {
+	if err := q.QueryRow(ctx, l.count, l.filterArgs...).Scan(&total); err != nil {
+		return 0, nil, false, fmt.Errorf("count: %w", err)
+	}
+	if pq.After != nil || pq.Skip <= 0 {
+		return total, pq.After, false, nil
+	}
+	if pq.Skip >= total {
+		return total, nil, true, nil
+	}
+	// The key wanted is item skip-1 counted from the front, total-skip from the back.
+	query, offset := l.seek(), pq.Skip-1
+	if pq.Skip > total/2 {
+		query, offset = l.seekBack(), total-pq.Skip
+	}
+	var k PageKey
+	dest := []any{&k.ID}
+	if len(l.order) == 2 {
+		dest = []any{&k.Time, &k.ID}
+	}
+	query += fmt.Sprintf(" LIMIT 1 OFFSET $%d", len(l.filterArgs)+1)
+	err = q.QueryRow(ctx, query, append(slices.Clone(l.filterArgs), offset)...).Scan(dest...)
+	if errors.Is(err, ErrNotFound) {
+		return total, nil, true, nil // the list shrank since it was counted
+	}
+	if err != nil {
+		return 0, nil, false, fmt.Errorf("seek page: %w", err)
+	}
+	return total, &k, false, nil
+}
+
+// readList runs a list's statements: in one read transaction when pq skips to a numbered
+// page (see pageStart), so its count, its skip and its page see the same rows.
+func (s *Store) readList(ctx context.Context, pq PageQuery, fn func(q Querier) error) error {
+	if pq.After != nil || pq.Skip <= 0 {
+		return fn(s.r)
+	}
+	return s.inReadTx(ctx, fn)
 }
 
 func (s *Store) usersByAttributeSQL(botID int64, name, value string, after *PageKey, size int) listSQL {
@@ -118,7 +150,7 @@ func (s *Store) usersByAttributeSQL(botID int64, name, value string, after *Page
 		from += ` JOIN users u ON u.id = a.user_id`
 	}
 	from += ` WHERE ` + w.sql()
-	l := listSQL{count: `SELECT COUNT(*)` + from, seek: `SELECT a.user_id` + from + ` ORDER BY a.user_id`, filterArgs: slices.Clone(w.args)}
+	l := listSQL{count: `SELECT COUNT(*)` + from, keys: `SELECT a.user_id` + from, order: []string{"a.user_id"}, filterArgs: slices.Clone(w.args)}
 	if after != nil {
 		w.add("a.user_id > ?", after.ID)
 	}
@@ -136,37 +168,30 @@ func (s *Store) usersByAttributeSQL(botID int64, name, value string, after *Page
 // UsersByAttribute pages through a bot's users whose attribute equals value, oldest
 // first, and counts them all.
 func (s *Store) UsersByAttribute(ctx context.Context, botID int64, name, value string, pq PageQuery) ([]User, Page, error) {
-	l := s.usersByAttributeSQL(botID, name, value, nil, pq.Size)
-	var pg Page
-	if err := s.r.QueryRow(ctx, l.count, l.filterArgs...).Scan(&pg.Total); err != nil {
-		return nil, Page{}, fmt.Errorf("count users: %w", err)
-	}
-	after := pq.After
-	if after == nil && pq.Skip > 0 {
-		if pq.Skip >= pg.Total {
-			return []User{}, pg, nil
-		}
-		k, ok, err := s.firstKey(ctx, l.seek, l.filterArgs, pq.Skip, false)
-		if err != nil || !ok {
-			return []User{}, pg, err
-		}
-		after = &k
-	}
-	l = s.usersByAttributeSQL(botID, name, value, after, pq.Size)
-	rows, err := s.r.Query(ctx, l.page, l.pageArgs...)
-	if err != nil {
-		return nil, Page{}, fmt.Errorf("list users: %w", err)
-	}
-	defer rows.Close()
 	out := []User{}
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, Page{}, fmt.Errorf("list users: %w", err)
+	var pg Page
+	err := s.readList(ctx, pq, func(q Querier) error {
+		total, after, past, err := s.pageStart(ctx, q, s.usersByAttributeSQL(botID, name, value, nil, pq.Size), pq)
+		pg.Total = total
+		if err != nil || past {
+			return err
 		}
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
+		l := s.usersByAttributeSQL(botID, name, value, after, pq.Size)
+		rows, err := q.Query(ctx, l.page, l.pageArgs...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			u, err := scanUser(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, u)
+		}
+		return rows.Err()
+	})
+	if err != nil {
 		return nil, Page{}, fmt.Errorf("list users: %w", err)
 	}
 	if len(out) > pq.Size {
@@ -178,7 +203,7 @@ func (s *Store) UsersByAttribute(ctx context.Context, botID int64, name, value s
 
 func conversationSQL(userID, from, to int64, after *PageKey, size int) listSQL {
 	const filter = ` FROM messages WHERE user_id = $1 AND created_at >= $2 AND created_at <= $3`
-	l := listSQL{count: `SELECT COUNT(*)` + filter, seek: `SELECT created_at, id` + filter + ` ORDER BY created_at, id`,
+	l := listSQL{count: `SELECT COUNT(*)` + filter, keys: `SELECT created_at, id` + filter, order: []string{"created_at", "id"},
 		filterArgs: []any{userID, from, to}}
 	var w where
 	w.add("user_id = ?", userID)
@@ -200,37 +225,30 @@ func conversationSQL(userID, from, to int64, after *PageKey, size int) listSQL {
 // oldest first, and counts them all. Both the count and the skip to a numbered page read
 // only the index messages_user_time.
 func (s *Store) Conversation(ctx context.Context, userID, from, to int64, pq PageQuery) ([]Message, Page, error) {
-	l := conversationSQL(userID, from, to, nil, pq.Size)
-	var pg Page
-	if err := s.r.QueryRow(ctx, l.count, l.filterArgs...).Scan(&pg.Total); err != nil {
-		return nil, Page{}, fmt.Errorf("count messages: %w", err)
-	}
-	after := pq.After
-	if after == nil && pq.Skip > 0 {
-		if pq.Skip >= pg.Total {
-			return []Message{}, pg, nil
-		}
-		k, ok, err := s.firstKey(ctx, l.seek, l.filterArgs, pq.Skip, true)
-		if err != nil || !ok {
-			return []Message{}, pg, err
-		}
-		after = &k
-	}
-	l = conversationSQL(userID, from, to, after, pq.Size)
-	rows, err := s.r.Query(ctx, l.page, l.pageArgs...)
-	if err != nil {
-		return nil, Page{}, fmt.Errorf("list messages: %w", err)
-	}
-	defer rows.Close()
 	out := []Message{}
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, Page{}, fmt.Errorf("list messages: %w", err)
+	var pg Page
+	err := s.readList(ctx, pq, func(q Querier) error {
+		total, after, past, err := s.pageStart(ctx, q, conversationSQL(userID, from, to, nil, pq.Size), pq)
+		pg.Total = total
+		if err != nil || past {
+			return err
 		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
+		l := conversationSQL(userID, from, to, after, pq.Size)
+		rows, err := q.Query(ctx, l.page, l.pageArgs...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			m, err := scanMessage(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return rows.Err()
+	})
+	if err != nil {
 		return nil, Page{}, fmt.Errorf("list messages: %w", err)
 	}
 	if len(out) > pq.Size {
