@@ -2,11 +2,13 @@ package api
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"strconv"
 
+	"github.com/parleyhq/parley/internal/flow"
 	"github.com/parleyhq/parley/internal/httpstep"
 	"github.com/parleyhq/parley/internal/store"
 )
@@ -28,9 +30,8 @@ func (s *Server) httpStepRoutes() {
 
 // pathStep resolves the http node an admin path names.
 func (s *Server) pathStep(r *http.Request) (httpstep.Step, *Error) {
-	if s.HTTPSteps == nil {
-		return httpstep.Step{}, errorf(http.StatusServiceUnavailable, CodeUnavailable, "UNAVAILABLE",
-			"HTTP steps are not enabled on this server")
+	if e := s.httpStepsEnabled(); e != nil {
+		return httpstep.Step{}, e
 	}
 	b, e := s.pathBot(r)
 	if e != nil {
@@ -51,12 +52,19 @@ func (s *Server) pathStep(r *http.Request) (httpstep.Step, *Error) {
 	return httpstep.Step{}, s.storeError(r, "http step", err)
 }
 
+func (s *Server) httpStepsEnabled() *Error {
+	if s.HTTPSteps == nil {
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "UNAVAILABLE", "HTTP steps are not enabled on this server")
+	}
+	return nil
+}
+
 // httpStepTest makes one call of the node: {"attributes": {"name": value, ...}}, the
 // body optional. Values are strings, numbers, booleans or null, as in a trigger. The
-// answer is the call in full, whether or not it failed.
+// answer is the call in full, whether or not it failed. With "node" (the node as the flow
+// builder has it, published or not) that node is called instead, and nothing is logged.
 func (s *Server) httpStepTest(w http.ResponseWriter, r *http.Request) *Error {
-	st, e := s.pathStep(r)
-	if e != nil {
+	if e := s.httpStepsEnabled(); e != nil {
 		return e
 	}
 	raw, err := io.ReadAll(r.Body)
@@ -64,7 +72,8 @@ func (s *Server) httpStepTest(w http.ResponseWriter, r *http.Request) *Error {
 		return bodyError(err)
 	}
 	var body struct {
-		Attributes map[string]any `json:"attributes"`
+		Attributes map[string]any  `json:"attributes"`
+		Node       json.RawMessage `json:"node"`
 	}
 	if len(bytes.TrimSpace(raw)) > 0 {
 		// Strict: {"attrs": ...} would otherwise test with no attributes.
@@ -82,11 +91,47 @@ func (s *Server) httpStepTest(w http.ResponseWriter, r *http.Request) *Error {
 			return e
 		}
 	}
+	if len(body.Node) > 0 && string(body.Node) != "null" {
+		return s.httpStepTestDraft(w, r, body.Node, attrs)
+	}
+	st, e := s.pathStep(r)
+	if e != nil {
+		return e
+	}
 	res, err := s.HTTPSteps.Test(r.Context(), st, attrs)
 	if err != nil {
 		return s.storeError(r, "http step test", err)
 	}
 	writeOK(w, res)
+	return nil
+}
+
+// httpStepTestDraft tests a node sent by the flow builder. The flow need not be published;
+// when it is, its node of the same id lends the values of secret headers left unchanged.
+func (s *Server) httpStepTestDraft(w http.ResponseWriter, r *http.Request, doc json.RawMessage, attrs map[string]string) *Error {
+	b, key, e := s.pathDraft(r)
+	if e != nil {
+		return e
+	}
+	node, err := flow.ParseHTTPNode(doc)
+	if err != nil {
+		var verrs flow.ValidationErrors
+		if !errors.As(err, &verrs) {
+			return invalid("node: %v", err)
+		}
+		return invalid("node: %s", verrs.Error())
+	}
+	if id := r.PathValue("nodeId"); node.ID != id {
+		return invalid("node: its id %q is not the node %q of the path", node.ID, id)
+	}
+	pub, err := s.HTTPSteps.Step(r.Context(), b.CustomerID, b.ID, key, node.ID)
+	switch {
+	case errors.Is(err, httpstep.ErrFlowNotFound), errors.Is(err, httpstep.ErrNodeNotFound), errors.Is(err, httpstep.ErrNotHTTPNode):
+		pub = httpstep.Step{CustomerID: b.CustomerID, BotID: b.ID, FlowKey: key}
+	case err != nil:
+		return s.storeError(r, "http step", err)
+	}
+	writeOK(w, s.HTTPSteps.TestDraft(r.Context(), pub, node, attrs))
 	return nil
 }
 

@@ -420,3 +420,41 @@ var keyPattern = regexp.MustCompile(`^[A-Za-z0-9_\-]{1,100}$`)
 
 // ValidKey reports whether s may be a flow key.
 func ValidKey(s string) bool { return keyPattern.MatchString(s) }
+
+// ParseHTTPNode decodes and validates one http node on its own, as the flow builder has
+// it before the flow is published (the builder's Test). It checks all that Parse checks of
+// the node except next and on_failure_next, whose targets are not in the document.
+func ParseHTTPNode(data []byte) (*HTTPNode, error) {
+	if !utf8.Valid(data) {
+		return nil, ValidationErrors{{Msg: "http node: not valid UTF-8"}}
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
+		return nil, ValidationErrors{{Msg: "http node: not a JSON object"}}
+	}
+	var head struct {
+		ID   string `json:"id"`
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, ValidationErrors{{Msg: "http node: " + err.Error()}}
+	}
+	if head.Type != TypeHTTP {
+		return nil, ValidationErrors{{Node: head.ID, Field: "type", Msg: fmt.Sprintf("%q is not an http node", head.Type)}}
+	}
+	delete(fields, "next")
+	delete(fields, "on_failure_next")
+	node, err := json.Marshal(fields)
+	if err != nil {
+		return nil, ValidationErrors{{Msg: "http node: " + err.Error()}}
+	}
+	doc, err := json.Marshal(rawFlow{Start: head.ID, Nodes: []json.RawMessage{node}})
+	if err != nil {
+		return nil, ValidationErrors{{Msg: "http node: " + err.Error()}}
+	}
+	f, err := Parse(doc)
+	if err != nil {
+		return nil, err
+	}
+	return f.Nodes[0].(*HTTPNode), nil
+}

@@ -342,3 +342,65 @@ func TestTextLimitCountsCharacters(t *testing.T) {
 		t.Fatalf("%d two-byte characters: %v", MaxTextLength, err)
 	}
 }
+
+func TestParseHTTPNode(t *testing.T) {
+	tests := []struct {
+		name, node string
+		// wantErr is a part of the error; "" for a node that parses.
+		wantErr string
+	}{
+		{"complete", `{"id": "crm", "type": "http", "method": "POST", "url": "https://crm.example/{{id}}", "headers": {"X-Token": "t"},
+			"secret_headers": ["X-Token"], "body": {"mode": "json", "content": "{\"a\": \"{{a}}\"}"}, "save": {"tier": "customer.tier"}}`, ""},
+		{"its ways out point elsewhere", `{"id": "crm", "type": "http", "method": "GET", "url": "https://crm.example/", "next": "later", "on_failure_next": "oops"}`, ""},
+		{"another type", `{"id": "m", "type": "message", "text": "hi"}`, `"message" is not an http node`},
+		{"no method", `{"id": "crm", "type": "http", "url": "https://crm.example/"}`, "method"},
+		{"a bad url", `{"id": "crm", "type": "http", "method": "GET", "url": "crm"}`, "url"},
+		{"an unknown member", `{"id": "crm", "type": "http", "method": "GET", "url": "https://crm.example/", "retries": 3}`, "retries"},
+		{"a bad path", `{"id": "crm", "type": "http", "method": "GET", "url": "https://crm.example/", "save": {"a": "x[0]"}}`, "save.a"},
+		{"no id", `{"type": "http", "method": "GET", "url": "https://crm.example/"}`, "no id"},
+		{"not an object", `["http"]`, "not a JSON object"},
+		{"null", `null`, "not a JSON object"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, err := ParseHTTPNode([]byte(tt.node))
+			if tt.wantErr == "" {
+				if err != nil || n == nil {
+					t.Fatalf("ParseHTTPNode = %v, %v", n, err)
+				}
+				if n.Next != "" || n.OnFailureNext != "" {
+					t.Errorf("the node keeps its ways out: %+v", n)
+				}
+				return
+			}
+			var verrs ValidationErrors
+			if !errors.As(err, &verrs) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("ParseHTTPNode error = %v, want a ValidationErrors about %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func FuzzParseHTTPNode(f *testing.F) {
+	f.Add([]byte(`{"id": "crm", "type": "http", "method": "GET", "url": "https://crm.example/{{a}}", "save": {"a": "b.0"}}`))
+	f.Add([]byte(`{"id": "crm", "type": "http", "method": "POST", "url": "https://x.example/", "body": {"mode": "raw", "content": "{{"}}`))
+	f.Add([]byte(`{"type": "end"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, err := ParseHTTPNode(data)
+		if err != nil {
+			var verrs ValidationErrors
+			if !errors.As(err, &verrs) || len(verrs) == 0 {
+				t.Fatalf("error %T %v is not a non-empty ValidationErrors", err, err)
+			}
+			return
+		}
+		// A node that parses is one a flow could hold.
+		out, err := json.Marshal(&Flow{Start: n.ID, Nodes: []Node{n}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Parse(out); err != nil {
+			t.Fatalf("the node does not parse in a flow: %v\n%s", err, out)
+		}
+	})
+}

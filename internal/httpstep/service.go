@@ -749,27 +749,83 @@ func (s *Service) Test(ctx context.Context, st Step, attrs map[string]string) (*
 	if st.Node == nil {
 		return nil, ErrNodeNotFound
 	}
-	attrs = maps.Clone(attrs)
-	lookup := func(name string) (string, bool) {
-		v, ok := attrs[name]
-		return v, ok
-	}
-	res, rec := s.call(ctx, callInput{customerID: st.CustomerID, flowID: st.FlowID, flowKey: st.FlowKey, node: st.Node, lookup: lookup})
-	// Secret headers are not shown back, here as in exports and logs.
-	res = RedactSecretHeaders(res, st.Node.SecretHeaders)
-	out := &TestResult{Result: res, DurationMS: ms(res.Duration), Attributes: map[string]string{},
-		StructureChanged: rec.structureChanged, Message: res.MappingError, LogID: rec.logID}
+	res, rec := s.call(ctx, callInput{customerID: st.CustomerID, flowID: st.FlowID, flowKey: st.FlowKey, node: st.Node, lookup: lookupIn(attrs)})
+	out := testResult(st.Node, res)
+	out.StructureChanged, out.LogID = rec.structureChanged, rec.logID
 	if rec.structureChanged {
 		out.Message = StructureChanged
 	}
+	return out, nil
+}
+
+// TestDraft makes one call of node as the flow builder has it, published or not. A
+// secret header whose value is still flow.RedactedSecret (as the builder shows stored
+// secrets) takes the value of the published node pub.Node, when it has that header; the
+// other values are as typed. It counts against the rate limit like Test, but records
+// nothing: the logs and the recorded structure are those of the node runs call.
+func (s *Service) TestDraft(ctx context.Context, pub Step, node *flow.HTTPNode, attrs map[string]string) *TestResult {
+	in := callInput{customerID: pub.CustomerID, flowID: pub.FlowID, flowKey: pub.FlowKey, node: node, lookup: lookupIn(attrs)}
+	plain, err := s.draftSecrets(pub.Node, node)
+	var call *Call
+	if err == nil {
+		call, err = Build(plain, in.lookup)
+	}
+	var res *Result
+	if err != nil {
+		res = BuildFailure(node, err)
+	} else {
+		res = s.limitedDo(ctx, in, call)
+	}
+	return testResult(node, res)
+}
+
+// draftSecrets returns node with its secret headers in plain: typed values as they are,
+// RedactedSecret ones decrypted from the published node's.
+func (s *Service) draftSecrets(published, node *flow.HTTPNode) (*flow.HTTPNode, error) {
+	out := *node
+	out.Headers = maps.Clone(node.Headers)
+	for name, v := range node.Headers {
+		if !node.IsSecretHeader(name) || v != flow.RedactedSecret {
+			continue
+		}
+		stored, ok := "", false
+		if published != nil && published.IsSecretHeader(name) {
+			stored, ok = published.Headers[name]
+		}
+		if !ok {
+			return nil, &RequestError{Node: node.ID, Field: "headers." + name, Reason: "no value of this secret is published yet: type it in"}
+		}
+		plain, err := s.st.Secrets().Decrypt(stored)
+		if err != nil {
+			return nil, &RequestError{Node: node.ID, Field: "headers." + name, Reason: "the secret value cannot be decrypted", Err: err}
+		}
+		out.Headers[name] = plain
+	}
+	return &out, nil
+}
+
+// lookupIn reads template names from a copy of attrs.
+func lookupIn(attrs map[string]string) flow.Lookup {
+	attrs = maps.Clone(attrs)
+	return func(name string) (string, bool) {
+		v, ok := attrs[name]
+		return v, ok
+	}
+}
+
+// testResult is a test call's answer: the call, its secret headers hidden, and what the
+// node's save would make of it.
+func testResult(node *flow.HTTPNode, res *Result) *TestResult {
+	res = RedactSecretHeaders(res, node.SecretHeaders)
+	out := &TestResult{Result: res, DurationMS: ms(res.Duration), Attributes: map[string]string{}, Message: res.MappingError}
 	if !res.Failed {
-		for attr, path := range st.Node.Save {
+		for attr, path := range node.Save {
 			if v, ok := Lookup(res.Leaves, path); ok {
 				out.Attributes[attr] = v
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -794,8 +794,9 @@ export class BotClient {
     return this.c.request('GET', this.node(flowKey, nodeId))
   }
 
-  testHttpStep(flowKey: string, nodeId: string, attributes: Record<string, string>): Promise<HttpTestResult> {
-    return this.c.request('POST', `${this.node(flowKey, nodeId)}/test`, { attributes })
+  /** One call of the published node, or, with draft, of that node as the builder has it (not logged). */
+  testHttpStep(flowKey: string, nodeId: string, attributes: Record<string, string>, draft?: HttpNode): Promise<HttpTestResult> {
+    return this.c.request('POST', `${this.node(flowKey, nodeId)}/test`, draft ? { attributes, node: draft } : { attributes })
   }
 
   httpLogs(flowKey: string, nodeId: string): Promise<HttpLogs> {

@@ -125,6 +125,14 @@ describe('flow builder', () => {
     await panel.getByLabel('When a call fails').selectOption('continue')
     await node('crm').getByText(`POST ${targetUrl}/orders/{{order_id}}`).waitFor()
     await node('crm').getByText('failure', { exact: true }).waitFor()
+    // Before anything is published, Test calls the node as drafted, and logs nothing.
+    const tools = page.getByTestId('http-tools')
+    await tools.getByText('before it is published').waitFor()
+    await tools.getByLabel('Sample attributes 1 value').fill('41')
+    await tools.getByRole('button', { name: 'Test', exact: true }).click()
+    await tools.getByTestId('test-result').getByText('200 OK').first().waitFor()
+    assert.deepEqual(calls.at(-1), { method: 'POST', url: '/orders/41', body: '{"rating": ""}' })
+    assert.equal(await tools.getByRole('heading', { name: 'Logs' }).count(), 0)
 
     await connect('tier', 'b0', 'vip')
     await connect('tier', 'else', 'std')
@@ -157,9 +165,9 @@ describe('flow builder', () => {
     await page.getByRole('button', { name: 'Publish' }).click()
     await page.getByText('Published version 1.').waitFor()
 
-    // The HTTP node's panel tests the published node and maps a leaf of its answer.
+    // Published, the panel tests the node as it is here and maps a leaf of its answer.
     await select('crm')
-    const tools = page.getByTestId('http-tools')
+    await tools.getByRole('heading', { name: 'Logs' }).waitFor()
     await tools.getByLabel('Sample attributes 1 value').fill('42')
     await tools.getByRole('button', { name: 'Test', exact: true }).click()
     const result = tools.getByTestId('test-result')

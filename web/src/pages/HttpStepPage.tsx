@@ -20,7 +20,7 @@ import { parseFlow } from './FlowPage'
 const attributePattern = /^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$/
 
 /** The {{names}} a node's request uses, for the Test form. */
-function templateNames(n: HttpNode): string[] {
+export function templateNames(n: HttpNode): string[] {
   const texts = [n.url, ...Object.values(n.headers ?? {}), n.body?.content ?? '', ...Object.values(n.body?.fields ?? {})]
   const names = new Set<string>()
   for (const t of texts) for (const m of t.matchAll(/\{\{\s*([^{}\s]+)\s*\}\}/g)) if (m[1]) names.add(m[1])
@@ -249,10 +249,12 @@ export function Mapping({ node, onRemove, note = 'This makes a new flow version.
   )
 }
 
+/** The Test form: a call of the published node, or, with draft, of node as the builder has it. */
 export function TestStep({
   bot,
   flowKey,
   node,
+  draft = false,
   onTested,
   onMap,
   initial = {},
@@ -260,8 +262,9 @@ export function TestStep({
   bot: BotCtx
   flowKey: string
   node: HttpNode
+  draft?: boolean
   initial?: Record<string, string>
-  onTested: () => void
+  onTested?: () => void
   onMap: (attr: string, path: string) => Promise<string>
 }) {
   const [attrs, setAttrs] = useState<[string, string][]>(() => {
@@ -278,8 +281,8 @@ export function TestStep({
     e.preventDefault()
     setPick(null)
     void act.run(async () => {
-      setResult(await bot.api.testHttpStep(flowKey, node.id, pairsObject(attrs)))
-      onTested()
+      setResult(await bot.api.testHttpStep(flowKey, node.id, pairsObject(attrs), draft ? node : undefined))
+      onTested?.()
     })
   }
 
@@ -311,7 +314,11 @@ export function TestStep({
     <>
       <form className="inline-form wide" onSubmit={submit} aria-labelledby="test-title">
         <h2 id="test-title">Test</h2>
-        <p className="muted">One real call with these attributes. It counts against the rate limit and is logged.</p>
+        <p className="muted">
+          {draft
+            ? 'One real call of the node as it is here, with these attributes. It counts against the rate limit and is not logged.'
+            : 'One real call with these attributes. It counts against the rate limit and is logged.'}
+        </p>
         <PairsEditor legend="Sample attributes" pairs={attrs} onChange={setAttrs} />
         <button type="submit" className="primary" disabled={act.busy}>
           {act.busy ? 'Calling…' : 'Test'}
