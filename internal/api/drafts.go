@@ -53,7 +53,8 @@ func (s *Server) pathDraft(r *http.Request) (store.Bot, string, *Error) {
 	return b, key, nil
 }
 
-// getDraft answers the draft document as saved, not enveloped, like a flow export.
+// getDraft answers the draft document as saved, not enveloped, like a flow export (its
+// secret header values redacted, as an export's are).
 func (s *Server) getDraft(w http.ResponseWriter, r *http.Request) *Error {
 	b, key, e := s.pathDraft(r)
 	if e != nil {
@@ -68,7 +69,7 @@ func (s *Server) getDraft(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Draft-Updated-At", d.UpdatedAt.Format(time.RFC3339Nano))
-	_, _ = w.Write(d.Document)
+	_, _ = w.Write(catalog.RedactDraft(d.Document))
 	return nil
 }
 
@@ -107,6 +108,16 @@ func (s *Server) putDraft(w http.ResponseWriter, r *http.Request) *Error {
 	body, err := json.Marshal(doc)
 	if err != nil {
 		return invalid("the draft cannot be encoded: %v", err)
+	}
+	var prev []byte
+	switch old, err := s.Store.FlowDraft(r.Context(), b.ID, key); {
+	case err == nil:
+		prev = old.Document
+	case !errors.Is(err, store.ErrNotFound):
+		return s.storeError(r, "draft", err)
+	}
+	if body, err = catalog.SealDraft(s.Store.Secrets(), body, prev); err != nil {
+		return s.storeError(r, "draft", err)
 	}
 	d := store.FlowDraft{Key: key, Name: name, Document: body, UpdatedAt: time.Now().UTC().Truncate(time.Millisecond),
 		UpdatedBy: principalOf(r).Name()}

@@ -91,7 +91,7 @@ func TestHTTPStepTestDraft(t *testing.T) {
 		}
 		// A stored secret the published flow does not have: the call is not made.
 		res = test("fresh", "hook", draftNode("hook", "/fresh", flow.RedactedSecret))
-		if !res.Failed || !strings.Contains(res.Error, "no value of this secret is published yet") {
+		if !res.Failed || !strings.Contains(res.Error, "no value of this secret is saved or published yet") {
 			t.Fatalf("draft test with a secret not stored: %+v", res)
 		}
 

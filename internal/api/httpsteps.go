@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/parleyhq/parley/internal/catalog"
 	"github.com/parleyhq/parley/internal/flow"
 	"github.com/parleyhq/parley/internal/httpstep"
 	"github.com/parleyhq/parley/internal/store"
@@ -106,8 +107,9 @@ func (s *Server) httpStepTest(w http.ResponseWriter, r *http.Request) *Error {
 	return nil
 }
 
-// httpStepTestDraft tests a node sent by the flow builder. The flow need not be published;
-// when it is, its node of the same id lends the values of secret headers left unchanged.
+// httpStepTestDraft tests a node sent by the flow builder. The flow need not be published.
+// Secret headers left as the marker take their values from the saved draft's node of the
+// same id, else from the published one.
 func (s *Server) httpStepTestDraft(w http.ResponseWriter, r *http.Request, doc json.RawMessage, attrs map[string]string) *Error {
 	b, key, e := s.pathDraft(r)
 	if e != nil {
@@ -131,7 +133,15 @@ func (s *Server) httpStepTestDraft(w http.ResponseWriter, r *http.Request, doc j
 	case err != nil:
 		return s.storeError(r, "http step", err)
 	}
-	writeOK(w, s.HTTPSteps.TestDraft(r.Context(), pub, node, attrs))
+	var saved []byte
+	switch d, err := s.Store.FlowDraft(r.Context(), b.ID, key); {
+	case err == nil:
+		saved = d.Document
+	case !errors.Is(err, store.ErrNotFound):
+		return s.storeError(r, "draft", err)
+	}
+	lend := func(header string) (string, bool) { return catalog.DraftNodeSecret(saved, node.ID, header) }
+	writeOK(w, s.HTTPSteps.TestDraft(r.Context(), pub, node, lend, attrs))
 	return nil
 }
 

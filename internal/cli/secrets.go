@@ -67,6 +67,10 @@ func secretsCmd(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	drafts, err := catalog.ReencryptDrafts(ctx, st)
+	if err != nil {
+		return err
+	}
 	return printJSON(env.Stdout, map[string]any{"key_id": st.Secrets().PrimaryID(), "keys": st.Secrets().IDs(),
-		"channel_settings_rewritten": channels, "flow_versions_rewritten": flows})
+		"channel_settings_rewritten": channels, "flow_versions_rewritten": flows, "drafts_rewritten": drafts})
 }

@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/parleyhq/parley/internal/catalog"
 	"github.com/parleyhq/parley/internal/channel"
 	"github.com/parleyhq/parley/internal/channel/registry"
 	"github.com/parleyhq/parley/internal/cli"
@@ -69,6 +71,7 @@ type rotation struct {
 	Keys     []string `json:"keys"`
 	Channels int      `json:"channel_settings_rewritten"`
 	Flows    int      `json:"flow_versions_rewritten"`
+	Drafts   int      `json:"drafts_rewritten"`
 }
 
 // TestSecretsRotate: `parley secrets rotate` with "new,old" re-encrypts channel secrets
@@ -103,16 +106,27 @@ func TestSecretsRotate(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			// Drafts: one sealed under the old key, one saved in plain before drafts were sealed.
+			sealed, err := catalog.SealDraft(keyring(t, oldKey), []byte(secretHeaderFlow), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for key, doc := range map[string][]byte{"crm": sealed, "legacy": []byte(strings.Replace(secretHeaderFlow, `"crm"`, `"legacy"`, 1))} {
+				if err := st.SaveFlowDraft(ctx, b.ID, store.FlowDraft{Key: key, Document: doc, UpdatedAt: time.Now()}); err != nil {
+					t.Fatal(err)
+				}
+			}
+
 			bothEnv := map[string]string{"PARLEY_SECRET_KEY": newKey + "," + oldKey}
 			var rot rotation
 			mustRun(t, bothEnv, &rot, "secrets", "rotate", "--db", db)
 			newID := keyring(t, newKey).PrimaryID()
-			if rot.KeyID != newID || len(rot.Keys) != 2 || rot.Channels != 2 || rot.Flows != 1 {
-				t.Fatalf("rotate = %+v; want key %s, 2 channel settings and 1 flow version rewritten", rot, newID)
+			if rot.KeyID != newID || len(rot.Keys) != 2 || rot.Channels != 2 || rot.Flows != 1 || rot.Drafts != 2 {
+				t.Fatalf("rotate = %+v; want key %s, 2 channel settings, 1 flow version and 2 drafts rewritten", rot, newID)
 			}
 			// --secret-key does the same as the variable; nothing is left to do.
 			mustRun(t, nil, &rot, "secrets", "rotate", "--db", db, "--secret-key", newKey+","+oldKey)
-			if rot.Channels != 0 || rot.Flows != 0 {
+			if rot.Channels != 0 || rot.Flows != 0 || rot.Drafts != 0 {
 				t.Fatalf("a second rotate = %+v, want nothing rewritten", rot)
 			}
 
@@ -132,6 +146,12 @@ func TestSecretsRotate(t *testing.T) {
 			rec, _ := stNew.FlowByKey(ctx, b.ID, "crm")
 			if strings.Contains(string(rec.Document), "cli-s3cr3t") || !strings.Contains(string(rec.Document), "enc:v1:"+newID+":") {
 				t.Fatalf("stored flow after rotation:\n%s", rec.Document)
+			}
+			for _, key := range []string{"crm", "legacy"} {
+				d, err := stNew.FlowDraft(ctx, b.ID, key)
+				if err != nil || strings.Contains(string(d.Document), "cli-s3cr3t") || !strings.Contains(string(d.Document), "enc:v1:"+newID+":") {
+					t.Fatalf("draft %s after rotation: %v\n%s", key, err, d.Document)
+				}
 			}
 			newEnv := map[string]string{"PARLEY_SECRET_KEY": newKey}
 			code, out, stderr := runEnv(newEnv, "flow", "export", "--db", db, "--customer", cid, "--bot", nb.BotKey, "--key", "crm")

@@ -760,12 +760,13 @@ func (s *Service) Test(ctx context.Context, st Step, attrs map[string]string) (*
 
 // TestDraft makes one call of node as the flow builder has it, published or not. A
 // secret header whose value is still flow.RedactedSecret (as the builder shows stored
-// secrets) takes the value of the published node pub.Node, when it has that header; the
-// other values are as typed. It counts against the rate limit like Test, but records
-// nothing: the logs and the recorded structure are those of the node runs call.
-func (s *Service) TestDraft(ctx context.Context, pub Step, node *flow.HTTPNode, attrs map[string]string) *TestResult {
+// secrets) takes the value saved gives for it (the saved draft's), else that of the
+// published node pub.Node; the other values are as typed. It counts against the rate
+// limit like Test, but records nothing: the logs and the recorded structure are those of
+// the node runs call.
+func (s *Service) TestDraft(ctx context.Context, pub Step, node *flow.HTTPNode, saved func(header string) (string, bool), attrs map[string]string) *TestResult {
 	in := callInput{customerID: pub.CustomerID, flowID: pub.FlowID, flowKey: pub.FlowKey, node: node, lookup: lookupIn(attrs)}
-	plain, err := s.draftSecrets(pub.Node, node)
+	plain, err := s.draftSecrets(node, saved, pub.Node)
 	var call *Call
 	if err == nil {
 		call, err = Build(plain, in.lookup)
@@ -780,20 +781,20 @@ func (s *Service) TestDraft(ctx context.Context, pub Step, node *flow.HTTPNode, 
 }
 
 // draftSecrets returns node with its secret headers in plain: typed values as they are,
-// RedactedSecret ones decrypted from the published node's.
-func (s *Service) draftSecrets(published, node *flow.HTTPNode) (*flow.HTTPNode, error) {
+// RedactedSecret ones decrypted from the saved draft's or the published node's.
+func (s *Service) draftSecrets(node *flow.HTTPNode, saved func(header string) (string, bool), published *flow.HTTPNode) (*flow.HTTPNode, error) {
 	out := *node
 	out.Headers = maps.Clone(node.Headers)
 	for name, v := range node.Headers {
 		if !node.IsSecretHeader(name) || v != flow.RedactedSecret {
 			continue
 		}
-		stored, ok := "", false
-		if published != nil && published.IsSecretHeader(name) {
+		stored, ok := saved(name)
+		if !ok && published != nil && published.IsSecretHeader(name) {
 			stored, ok = published.Headers[name]
 		}
 		if !ok {
-			return nil, &RequestError{Node: node.ID, Field: "headers." + name, Reason: "no value of this secret is published yet: type it in"}
+			return nil, &RequestError{Node: node.ID, Field: "headers." + name, Reason: "no value of this secret is saved or published yet: type it in"}
 		}
 		plain, err := s.st.Secrets().Decrypt(stored)
 		if err != nil {

@@ -91,3 +91,47 @@ func (s *Store) DeleteFlowDraft(ctx context.Context, botID int64, key string, sa
 	}
 	return nil
 }
+
+// DraftDoc is a stored draft's document and where it belongs, for re-encryption.
+type DraftDoc struct {
+	BotID    int64
+	Key      string
+	Document []byte
+}
+
+// FlowDraftsContaining pages through every bot's drafts whose document contains text, in
+// (bot id, key) order after the draft given (0, "" to start), at most limit at a time.
+func (s *Store) FlowDraftsContaining(ctx context.Context, text string, afterBot int64, afterKey string, limit int) ([]DraftDoc, error) {
+	rows, err := s.r.Query(ctx, `SELECT bot_id, key_lower, document FROM flow_drafts
+		WHERE (bot_id > $1 OR (bot_id = $1 AND key_lower > $2)) AND document LIKE $3 ESCAPE '\'
+		ORDER BY bot_id, key_lower LIMIT $4`, afterBot, strings.ToLower(afterKey), likeContains(text), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list drafts: %w", err)
+	}
+	defer rows.Close()
+	var out []DraftDoc
+	for rows.Next() {
+		var d DraftDoc
+		var doc string
+		if err := rows.Scan(&d.BotID, &d.Key, &doc); err != nil {
+			return nil, fmt.Errorf("list drafts: %w", err)
+		}
+		d.Document = []byte(doc)
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list drafts: %w", err)
+	}
+	return out, nil
+}
+
+// ReplaceDraftDocument rewrites a draft's document only while it is still old, leaving
+// its save time alone (publishing drops a draft only if it was not saved since).
+func (s *Store) ReplaceDraftDocument(ctx context.Context, botID int64, key string, old, doc []byte) (ok bool, err error) {
+	n, err := s.w.Exec(ctx, `UPDATE flow_drafts SET document = $4 WHERE bot_id = $1 AND key_lower = $2 AND document = $3`,
+		botID, strings.ToLower(key), string(old), string(doc))
+	if err != nil {
+		return false, fmt.Errorf("rewrite draft of flow %s: %w", key, err)
+	}
+	return n == 1, nil
+}
