@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/parleyhq/parley/internal/auth"
+	"github.com/parleyhq/parley/internal/catalog"
 	"github.com/parleyhq/parley/internal/engine"
 	"github.com/parleyhq/parley/internal/flow"
 	"github.com/parleyhq/parley/internal/store"
@@ -331,7 +332,7 @@ func (s *Server) flowVersion(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Flow-Version", strconv.Itoa(v.Version))
-	_, _ = w.Write(v.Document)
+	_, _ = w.Write(catalog.RedactSecrets(v.Document))
 	return nil
 }
 

@@ -69,7 +69,7 @@ func (s *Server) getDraft(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Draft-Updated-At", d.UpdatedAt.Format(time.RFC3339Nano))
-	_, _ = w.Write(catalog.RedactDraft(d.Document))
+	_, _ = w.Write(catalog.RedactSecrets(d.Document))
 	return nil
 }
 
@@ -165,7 +165,11 @@ func (s *Server) publishDraft(w http.ResponseWriter, r *http.Request) *Error {
 	if err != nil {
 		return s.storeError(r, "draft", err)
 	}
-	rec, e := s.publish(w, r, b, d.Document)
+	doc, err := catalog.OpenSecrets(s.Store.Secrets(), d.Document)
+	if err != nil {
+		return s.storeError(r, "draft", err)
+	}
+	rec, e := s.publish(w, r, b, doc)
 	if e != nil || rec == nil {
 		return e
 	}
@@ -182,7 +186,11 @@ func (s *Server) restoreVersion(w http.ResponseWriter, r *http.Request) *Error {
 	if e != nil {
 		return e
 	}
-	rec, e := s.publish(w, r, b, old.Document)
+	doc, err := catalog.OpenSecrets(s.Store.Secrets(), old.Document)
+	if err != nil {
+		return s.storeError(r, "flow version", err)
+	}
+	rec, e := s.publish(w, r, b, doc)
 	if e != nil || rec == nil {
 		return e
 	}

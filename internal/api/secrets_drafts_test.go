@@ -33,6 +33,36 @@ func TestSecretsOfRestoredVersions(t *testing.T) {
 		if got.Load() != "tok-t-s3cr3t" {
 			t.Fatalf("after restoring version 1 the API got X-Api-Token %q", got.Load())
 		}
+		// A version read back shows the marker, not the sealed value.
+		v1 := e.admin("GET", flows+"/crm/versions/1", nil)
+		if v1.HTTP != 200 || strings.Contains(string(v1.Body), "enc:") || !strings.Contains(string(v1.Body), `"X-Api-Token":"[REDACTED]"`) {
+			t.Fatalf("version 1: HTTP %d %s", v1.HTTP, v1.Body)
+		}
+		// A sealed value copied out of the database into another bot's flow is a value
+		// like any other there: this server does not open it for that bot.
+		b, err := e.st.Bot(context.Background(), e.a.CustomerID, e.a.BotKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := e.st.FlowByKey(context.Background(), b.ID, "crm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Nodes []struct {
+				Headers map[string]string `json:"headers"`
+			} `json:"nodes"`
+		}
+		if err := json.Unmarshal(rec.Document, &doc); err != nil {
+			t.Fatal(err)
+		}
+		sealed := doc.Nodes[0].Headers["X-Api-Token"]
+		copied := strings.Replace(secretStepFlow(target.URL), "tok-{{tenant}}-s3cr3t", sealed, 1)
+		wantStatus(t, e.admin("POST", flowsPath(e.b), copied), 200, api.CodeSuccess)
+		wantStatus(t, e.admin("POST", nodePath(e.b, "crm", "call")+"/test", nil), 200, api.CodeSuccess)
+		if got.Load() != sealed {
+			t.Fatalf("another bot's flow with a copied sealed value sent %q", got.Load())
+		}
 	}, withHTTPSteps)
 }
 

@@ -120,7 +120,9 @@ func forEachSecret(f *flow.Flow, fn func(n *flow.HTTPNode, header string, value 
 }
 
 // sealSecrets encrypts f's secret header values in place, taking the stored value for
-// each one that is flow.RedactedSecret and keeping those this keyring sealed already.
+// each one that is flow.RedactedSecret. Every other value is taken as typed: a document
+// from the database (a version restored, a draft published) has its values opened first
+// (OpenSecrets), so a ciphertext from outside is never taken for one of this server's.
 func sealSecrets(ctx context.Context, st *store.Store, botID int64, f *flow.Flow) error {
 	kr := st.Secrets()
 	var prev *flow.Flow
@@ -129,15 +131,6 @@ func sealSecrets(ctx context.Context, st *store.Store, botID int64, f *flow.Flow
 	var failure error
 	forEachSecret(f, func(n *flow.HTTPNode, name string, v *string) error {
 		if *v != flow.RedactedSecret {
-			// A value this keyring sealed already (a stored version restored, a saved
-			// draft published) is kept, moved to the current key; sealing it again would
-			// send the ciphertext as the header's value.
-			if secret.IsEncrypted(*v) {
-				if enc, _, err := kr.Reencrypt(*v); err == nil {
-					*v = enc
-					return nil
-				}
-			}
 			enc, err := kr.Encrypt(*v)
 			if err != nil {
 				failure = fmt.Errorf("node %q: secret header %s: %w", n.ID, name, err)

@@ -13,7 +13,8 @@ import (
 
 // Drafts keep the flow builder's document as it was sent, valid or not, except for the
 // values of secret headers: those are sealed as a published version's are before the
-// draft is stored, and shown as flow.RedactedSecret when it is read.
+// draft is stored, and shown as flow.RedactedSecret when it is read. The functions here
+// read documents leniently, so they serve stored flow versions as well.
 
 // draftSecrets calls fn with each secret header value of the http nodes of a draft
 // document, read leniently since a draft need not be valid (members that are not what
@@ -116,8 +117,9 @@ func SealDraft(kr *secret.Keyring, doc, prev []byte) ([]byte, error) {
 	return out, err
 }
 
-// RedactDraft shows a stored draft with its secret header values as flow.RedactedSecret.
-func RedactDraft(doc []byte) []byte {
+// RedactSecrets shows a stored document (a draft, or a flow version as stored) with its
+// secret header values as flow.RedactedSecret.
+func RedactSecrets(doc []byte) []byte {
 	out, _, err := draftSecrets(doc, func(_, _ string, v *string) error {
 		if *v != "" {
 			*v = flow.RedactedSecret
@@ -128,6 +130,24 @@ func RedactDraft(doc []byte) []byte {
 		return []byte("{}")
 	}
 	return out
+}
+
+// OpenSecrets returns a stored document (a draft, or a flow version as stored) with its
+// secret header values decrypted, to be imported again: kept in memory only, and sealed
+// anew by the import.
+func OpenSecrets(kr *secret.Keyring, doc []byte) ([]byte, error) {
+	out, _, err := draftSecrets(doc, func(node, header string, v *string) error {
+		if *v == flow.RedactedSecret {
+			return nil
+		}
+		plain, err := kr.Decrypt(*v)
+		if err != nil {
+			return fmt.Errorf("node %q: secret header %s: %w", node, header, err)
+		}
+		*v = plain
+		return nil
+	})
+	return out, err
 }
 
 // DraftSecretValues returns a stored draft's secret header values, each sealed (or, in

@@ -27,7 +27,7 @@ func FuzzDraftSecrets(f *testing.F) {
 				t.Fatalf("%v does not open: %v", at, err)
 			}
 		}
-		if left := DraftSecretValues(RedactDraft(sealed)); len(left) > 0 {
+		if left := DraftSecretValues(RedactSecrets(sealed)); len(left) > 0 {
 			t.Fatalf("redacted draft still shows %v", left)
 		}
 	})
