@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -332,7 +334,13 @@ func (s *Server) flowVersion(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Flow-Version", strconv.Itoa(v.Version))
-	_, _ = w.Write(catalog.RedactSecrets(v.Document))
+	doc := catalog.RedactSecrets(v.Document)
+	// Stored versions are indented; one redacted comes back compact.
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, doc, "", "  ") == nil {
+		doc = pretty.Bytes()
+	}
+	_, _ = w.Write(doc)
 	return nil
 }
 

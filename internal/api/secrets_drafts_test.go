@@ -35,7 +35,7 @@ func TestSecretsOfRestoredVersions(t *testing.T) {
 		}
 		// A version read back shows the marker, not the sealed value.
 		v1 := e.admin("GET", flows+"/crm/versions/1", nil)
-		if v1.HTTP != 200 || strings.Contains(string(v1.Body), "enc:") || !strings.Contains(string(v1.Body), `"X-Api-Token":"[REDACTED]"`) {
+		if v1.HTTP != 200 || strings.Contains(string(v1.Body), "enc:") || !strings.Contains(string(v1.Body), `"X-Api-Token": "[REDACTED]"`) {
 			t.Fatalf("version 1: HTTP %d %s", v1.HTTP, v1.Body)
 		}
 		// A sealed value copied out of the database into another bot's flow is a value
