@@ -109,12 +109,9 @@ func (s *Server) putDraft(w http.ResponseWriter, r *http.Request) *Error {
 	if err != nil {
 		return invalid("the draft cannot be encoded: %v", err)
 	}
-	var prev []byte
-	switch old, err := s.Store.FlowDraft(r.Context(), b.ID, key); {
-	case err == nil:
-		prev = old.Document
-	case !errors.Is(err, store.ErrNotFound):
-		return s.storeError(r, "draft", err)
+	prev, e := s.savedDraft(r, b.ID, key)
+	if e != nil {
+		return e
 	}
 	if body, err = catalog.SealDraft(s.Store.Secrets(), body, prev); err != nil {
 		return s.storeError(r, "draft", err)
@@ -133,6 +130,18 @@ func (s *Server) putDraft(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	writeOK(w, out)
 	return nil
+}
+
+// savedDraft returns the document of the bot's draft of a flow as stored, nil if it has none.
+func (s *Server) savedDraft(r *http.Request, botID int64, key string) ([]byte, *Error) {
+	d, err := s.Store.FlowDraft(r.Context(), botID, key)
+	switch {
+	case err == nil:
+		return d.Document, nil
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil
+	}
+	return nil, s.storeError(r, "draft", err)
 }
 
 func (s *Server) deleteDraft(w http.ResponseWriter, r *http.Request) *Error {

@@ -133,12 +133,9 @@ func (s *Server) httpStepTestDraft(w http.ResponseWriter, r *http.Request, doc j
 	case err != nil:
 		return s.storeError(r, "http step", err)
 	}
-	var saved []byte
-	switch d, err := s.Store.FlowDraft(r.Context(), b.ID, key); {
-	case err == nil:
-		saved = d.Document
-	case !errors.Is(err, store.ErrNotFound):
-		return s.storeError(r, "draft", err)
+	saved, e := s.savedDraft(r, b.ID, key)
+	if e != nil {
+		return e
 	}
 	lend := func(header string) (string, bool) { return catalog.DraftNodeSecret(saved, node.ID, header) }
 	writeOK(w, s.HTTPSteps.TestDraft(r.Context(), pub, node, lend, attrs))

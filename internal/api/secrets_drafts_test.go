@@ -18,13 +18,7 @@ import (
 // as it was, not sealed a second time.
 func TestSecretsOfRestoredVersions(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		var got atomic.Value
-		target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			got.Store(r.Header.Get("X-Api-Token"))
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprint(w, `{"ok": true}`)
-		}))
-		t.Cleanup(target.Close)
+		target, got := tokenTarget(t)
 		flows := flowsPath(e.a)
 		wantStatus(t, e.admin("POST", flows, secretStepFlow(target.URL)), 200, api.CodeSuccess)
 		wantStatus(t, e.admin("POST", flows, strings.Replace(secretStepFlow(target.URL), "s3cr3t", "other", 1)), 200, api.CodeSuccess)
@@ -71,13 +65,7 @@ func TestSecretsOfRestoredVersions(t *testing.T) {
 // Test before anything is published, and published as typed.
 func TestDraftSecretsSealed(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		var got atomic.Value
-		target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			got.Store(r.Header.Get("X-Api-Token"))
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprint(w, `{"ok": true}`)
-		}))
-		t.Cleanup(target.Close)
+		target, got := tokenTarget(t)
 		ctx := context.Background()
 		bot := mustBot(t, e, e.a)
 		draft := flowsPath(e.a) + "/crm/draft"
@@ -122,6 +110,19 @@ func TestDraftSecretsSealed(t *testing.T) {
 			t.Fatalf("published draft: the API got X-Api-Token %q", got.Load())
 		}
 	}, withHTTPSteps)
+}
+
+// tokenTarget is an API that keeps the X-Api-Token of the last call it had.
+func tokenTarget(t *testing.T) (*httptest.Server, *atomic.Value) {
+	t.Helper()
+	var got atomic.Value
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.Header.Get("X-Api-Token"))
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"ok": true}`)
+	}))
+	t.Cleanup(target.Close)
+	return target, &got
 }
 
 func flowsPath(nb auth.NewBot) string {

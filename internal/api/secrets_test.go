@@ -16,7 +16,6 @@ import (
 	"testing"
 
 	"github.com/parleyhq/parley/internal/api"
-	"github.com/parleyhq/parley/internal/auth"
 )
 
 var (
@@ -135,24 +134,15 @@ func secretStepFlow(targetURL string) string {
 // export, re-import and the Test action never show it.
 func TestFlowSecretHeadersAdmin(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		var got atomic.Value
-		target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			got.Store(r.Header.Get("X-Api-Token"))
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprint(w, `{"ok": true}`)
-		}))
-		t.Cleanup(target.Close)
-		flows := func(nb auth.NewBot) string {
-			return "/admin/v1/customers/" + itoa(nb.CustomerID) + "/bots/" + nb.BotKey + "/flows"
-		}
-		wantStatus(t, e.admin("POST", flows(e.a), secretStepFlow(target.URL)), 200, api.CodeSuccess)
-		exp := e.admin("GET", flows(e.a)+"/crm", nil)
+		target, got := tokenTarget(t)
+		wantStatus(t, e.admin("POST", flowsPath(e.a), secretStepFlow(target.URL)), 200, api.CodeSuccess)
+		exp := e.admin("GET", flowsPath(e.a)+"/crm", nil)
 		if exp.HTTP != 200 || strings.Contains(string(exp.Body), "s3cr3t") || strings.Contains(string(exp.Body), "enc:") ||
 			!strings.Contains(string(exp.Body), `"X-Api-Token": "[REDACTED]"`) {
 			t.Fatalf("export: HTTP %d %s", exp.HTTP, exp.Body)
 		}
 		// A builder saves the export back: the secret is kept.
-		r := e.admin("POST", flows(e.a), exp.Body)
+		r := e.admin("POST", flowsPath(e.a), exp.Body)
 		wantStatus(t, r, 200, api.CodeSuccess)
 		var rec struct {
 			Version int `json:"version"`
@@ -171,7 +161,7 @@ func TestFlowSecretHeadersAdmin(t *testing.T) {
 			t.Fatalf("test action: the API got %v; answer %s", got.Load(), test.Body)
 		}
 		// Another bot has no stored value for the marker: a 400 that names it.
-		r = e.admin("POST", flows(e.b), exp.Body)
+		r = e.admin("POST", flowsPath(e.b), exp.Body)
 		wantStatus(t, r, 400, api.CodeInvalidInput)
 		if !strings.Contains(r.Status.Details, "headers.X-Api-Token") {
 			t.Fatalf("import into another bot: %s", r.Status.Details)
