@@ -31,6 +31,7 @@ func (s *Server) broadcastRoutes() {
 		m.HandleFunc("DELETE /bot-api/"+v+bot+"/{broadcastId}", s.platform(s.platformCancelBroadcast))
 	}
 	const b = "/admin/v1/customers/{cid}/bots/{botKey}/broadcasts"
+	m.HandleFunc("POST "+b, s.admin(s.adminCreateBroadcast))
 	m.HandleFunc("GET "+b, s.admin(s.withPathBot(s.serveBroadcasts)))
 	m.HandleFunc("GET "+b+"/{broadcastId}", s.admin(s.withPathBot(s.serveBroadcast)))
 	m.HandleFunc("GET "+b+"/{broadcastId}/recipients", s.admin(s.withPathBot(s.serveRecipients)))
@@ -39,7 +40,7 @@ func (s *Server) broadcastRoutes() {
 
 // bodyLimit is the largest body a request may send.
 func bodyLimit(r *http.Request) int64 {
-	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/broadcast") {
+	if r.Method == http.MethodPost && (strings.HasSuffix(r.URL.Path, "/broadcast") || strings.HasSuffix(r.URL.Path, "/broadcasts")) {
 		return maxBroadcastBody
 	}
 	return maxBody
@@ -83,6 +84,17 @@ func (s *Server) createBroadcastV2(w http.ResponseWriter, r *http.Request, p aut
 	}
 	plan, err := broadcast.PlanV2(req, time.Now(), s.Broadcasts.Max())
 	return s.createBroadcast(w, r, p, plan, err)
+}
+
+// adminCreateBroadcast is the platform's v1 broadcast for a bot with admin credentials
+// instead of an API key: the console's "New broadcast". Body, Idempotency-Key and answer
+// are v1's.
+func (s *Server) adminCreateBroadcast(w http.ResponseWriter, r *http.Request) *Error {
+	b, e := s.pathBot(r)
+	if e != nil {
+		return e
+	}
+	return s.createBroadcastV1(w, r, auth.Principal{BotID: b.ID, BotKey: b.Key, CustomerID: b.CustomerID})
 }
 
 func (s *Server) createBroadcast(w http.ResponseWriter, r *http.Request, p auth.Principal, plan *broadcast.Plan, err error) *Error {
