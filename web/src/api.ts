@@ -402,6 +402,19 @@ export interface Broadcast {
   error?: string
 }
 
+export type BroadcastChannel = 'whatsapp' | 'rcs' | 'sandbox'
+export const broadcastChannels: BroadcastChannel[] = ['whatsapp', 'rcs', 'sandbox']
+
+/** What the console's New broadcast form sends (the v1 body's fields it fills in). */
+export interface NewBroadcast {
+  title: string
+  channels: BroadcastChannel[]
+  recipients: string[]
+  messages: string[]
+  /** Absent: publish now. */
+  publishAt?: Date
+}
+
 export type RecipientStatus = 'queued' | 'sending' | 'sent' | 'delivered' | 'read' | 'failed' | 'cancelled'
 export const recipientStatuses: RecipientStatus[] = ['queued', 'sent', 'delivered', 'read', 'failed', 'cancelled']
 
@@ -778,6 +791,18 @@ export class BotClient {
 
   recipients(id: number, f: { status?: string; page_number?: number; page_size?: number }): Promise<Recipients> {
     return this.c.request('GET', withQuery(`${this.base}/broadcasts/${id}/recipients`, { ...f }))
+  }
+
+  /** A v1 broadcast of text messages, made with the console's credentials. */
+  createBroadcast(b: NewBroadcast): Promise<Broadcast> {
+    return this.c.request('POST', `${this.base}/broadcasts`, {
+      broadcastId: null,
+      broadcastTitle: b.title,
+      publishedOn: b.publishAt ? b.publishAt.toISOString() : null,
+      audience: { rule: { channels: b.channels, channelUserIds: b.recipients } },
+      payload: { type: 'direct', content: b.messages.map((message) => ({ type: 'text', data: { message } })) },
+      status: null,
+    })
   }
 
   cancelBroadcast(id: number): Promise<Broadcast> {

@@ -296,6 +296,33 @@ describe('a bot', () => {
     b.check()
   })
 
+  it('sends a broadcast from its form, keyboard only', async () => {
+    const { page } = b
+    await page.getByRole('link', { name: 'Broadcasts' }).click()
+    const form = page.getByRole('form', { name: 'New broadcast' })
+    await form.getByLabel('Title').fill('From the console')
+    // No channel: nothing to send.
+    await form.getByLabel('whatsapp').uncheck()
+    assert.equal(await form.getByRole('button', { name: 'Send broadcast' }).isDisabled(), true)
+    await form.getByLabel('whatsapp').focus()
+    await page.keyboard.press('Space')
+    await form.getByLabel('Recipients (channel user ids, one a line)').fill(`${phone}\n919000000009`)
+    await form.getByLabel('Message').fill('Sale starts now')
+    // Publish at is left empty (now); Enter in a field sends the form.
+    await form.getByLabel('Title').focus()
+    await page.keyboard.press('Enter')
+    const said = page.getByRole('status').filter({ hasText: 'accepted for 2 recipients' })
+    await said.waitFor()
+    await said.getByRole('link', { name: 'From the console' }).click()
+    await page.getByRole('heading', { name: 'From the console' }).waitFor()
+    await page.getByText('PUBLISHED', { exact: true }).first().waitFor()
+    assert.equal(await page.getByTestId('recipient-row').count(), 2)
+    await page.getByTestId('recipient-row').filter({ hasText: 'unknown user' }).waitFor()
+    await page.getByTestId('recipient-row').filter({ hasText: phone }).filter({ hasText: /sent|delivered|read/ }).waitFor()
+    await inspect(page, 'broadcast-new')
+    b.check()
+  })
+
   it('shows media and cards in the transcript', async () => {
     const { page } = b
     const api = `/admin/v1/customers/${bot.cid}/bots/${bot.botKey}`

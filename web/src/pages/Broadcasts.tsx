@@ -1,8 +1,8 @@
-import { useState } from 'react'
-import { recipientStatuses, type Broadcast, type BroadcastTotals } from '../api'
+import { useState, type FormEvent } from 'react'
+import { broadcastChannels, recipientStatuses, type Broadcast, type BroadcastChannel, type BroadcastTotals } from '../api'
 import type { BotCtx } from '../bot'
 import { Link } from '../router'
-import { Badge, ConfirmButton, Empty, ErrorNote, Loaded, Time, useAction, useInterval, useLoad } from '../ui'
+import { Badge, ConfirmButton, Empty, ErrorNote, Loaded, Time, localToDate, useAction, useInterval, useLoad } from '../ui'
 
 const pageSize = 100
 
@@ -37,6 +37,7 @@ export function Broadcasts({ bot }: { bot: BotCtx }) {
   const { state, reload } = useLoad(() => bot.api.broadcasts(), [bot])
   const [older, setOlder] = useState<{ items: Broadcast[]; cursor: string | null } | null>(null)
   const act = useAction()
+  const [sent, setSent] = useState<Broadcast | null>(null)
   const moving = state.kind === 'ok' && state.data.items.some(live)
   useInterval(() => reload(true), 5000, moving)
 
@@ -44,9 +45,22 @@ export function Broadcasts({ bot }: { bot: BotCtx }) {
     <section>
       <h1>Broadcasts</h1>
       <p className="muted">
-        Broadcasts are sent through the platform API (<code>POST /bot-api/v1.0/…/broadcast</code> or v2; see
-        Integrations). Here you follow them and cancel them.
+        Send one here, or through the platform API (<code>POST /bot-api/v1.0/…/broadcast</code> or v2, with
+        WhatsApp templates; see Integrations). Here you follow them and cancel them.
       </p>
+      <NewBroadcast
+        bot={bot}
+        onCreated={(b) => {
+          setSent(b)
+          reload(true)
+        }}
+      />
+      {sent && (
+        <p className="alert success" role="status">
+          Broadcast <Link to={`${bot.base}/broadcasts/${sent.broadcastId}`}>{title(sent)}</Link> accepted for{' '}
+          {sent.totals.recipients} recipient{sent.totals.recipients === 1 ? '' : 's'}: {sent.status}.
+        </p>
+      )}
       <Loaded state={state} what="broadcasts" retry={reload}>
         {(page) => {
           const items = [...page.items, ...(older?.items ?? [])]
@@ -105,6 +119,72 @@ export function Broadcasts({ bot }: { bot: BotCtx }) {
         }}
       </Loaded>
     </section>
+  )
+}
+
+/** Channel user ids pasted one a line, or separated by commas or spaces. */
+function idList(text: string): string[] {
+  return text.split(/[\s,;]+/).filter((id) => id !== '')
+}
+
+/** New broadcast: a text message to users of the bot, now or at a time (the v1 broadcast). */
+function NewBroadcast({ bot, onCreated }: { bot: BotCtx; onCreated: (b: Broadcast) => void }) {
+  const [channels, setChannels] = useState<BroadcastChannel[]>(['whatsapp'])
+  const act = useAction()
+  const submit = (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault()
+    const form = e.currentTarget
+    const f = new FormData(form)
+    void act.run(async () => {
+      const b = await bot.api.createBroadcast({
+        title: String(f.get('title') ?? '').trim(),
+        channels,
+        recipients: idList(String(f.get('recipients') ?? '')),
+        messages: [String(f.get('message') ?? '')],
+        publishAt: localToDate(String(f.get('publishAt') ?? '')),
+      })
+      form.reset()
+      onCreated(b)
+    })
+  }
+  const toggle = (c: BroadcastChannel, on: boolean) =>
+    setChannels((cs) => (on ? [...cs.filter((x) => x !== c), c] : cs.filter((x) => x !== c)))
+  return (
+    <form className="inline-form wide" onSubmit={submit} aria-labelledby="new-broadcast">
+      <h2 id="new-broadcast">New broadcast</h2>
+      <label>
+        Title
+        <input name="title" required maxLength={200} />
+      </label>
+      <fieldset>
+        <legend>Channels</legend>
+        {broadcastChannels.map((c) => (
+          <label key={c}>
+            <input type="checkbox" checked={channels.includes(c)} onChange={(e) => toggle(c, e.target.checked)} /> {c}
+          </label>
+        ))}
+      </fieldset>
+      <label>
+        Recipients (channel user ids, one a line)
+        <textarea name="recipients" required rows={4} spellCheck={false} placeholder={'919876543210\n919876543211'} />
+      </label>
+      <label>
+        Message
+        <textarea name="message" required rows={3} maxLength={4096} />
+      </label>
+      <label>
+        Publish at (empty: now)
+        <input type="datetime-local" name="publishAt" />
+      </label>
+      <p className="muted">
+        Recipients must be users of this bot; WhatsApp users outside the 24-hour window are reported as failed (only a
+        template, through the v2 API, may reach them).
+      </p>
+      <button type="submit" className="primary" disabled={act.busy || channels.length === 0}>
+        {act.busy ? 'Sending…' : 'Send broadcast'}
+      </button>
+      <ErrorNote error={act.error} />
+    </form>
   )
 }
 
