@@ -84,6 +84,9 @@ func New(st *store.Store, cfg Config) (*Queue, error) {
 	if cfg.Workers == nil {
 		cfg.Workers = river.NewWorkers()
 	}
+	if cfg.Log != nil {
+		cfg.Log = slog.New(cancelledAsInfo{cfg.Log.Handler()})
+	}
 	rc := &river.Config{
 		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.MaxWorkers}},
 		Workers:      cfg.Workers,
