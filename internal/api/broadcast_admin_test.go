@@ -9,8 +9,9 @@ import (
 )
 
 // TestBroadcastAdminCreate: the admin API (the console's New broadcast) takes the v1
-// body for a bot with admin credentials: the broadcast goes out like a platform one, a bad
-// body is a 400 naming the field with nothing stored, and it needs credentials for that bot.
+// body, or with ?version=2 the v2 one, for a bot with admin credentials: the broadcast goes
+// out like a platform one, a bad body is a 400 naming the field with nothing stored, and it
+// needs credentials for that bot.
 func TestBroadcastAdminCreate(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		e.makeUsers(e.a, "919019486731")
@@ -49,6 +50,15 @@ func TestBroadcastAdminCreate(t *testing.T) {
 		if len(l.Broadcasts) != 2 {
 			t.Fatalf("the bot has %d broadcasts, want 2 (the refused one stored nothing): %s", len(l.Broadcasts), list.Obj)
 		}
+		// ?version=2 takes the v2 body: its users are created as the broadcast is stored.
+		r = e.admin("POST", path+"?version=2", fmt.Sprintf(seedV2, "+91 90194 86799"))
+		wantStatus(t, r, 200, api.CodeSuccess)
+		r.obj(t, &v)
+		if v.Totals.Recipients != 1 {
+			t.Fatalf("v2 created = %s", r.Obj)
+		}
+		wantStatus(t, e.admin("POST", path+"?version=3", seedV1), 400, api.CodeInvalidInput)
+		wantStatus(t, e.admin("POST", path+"?version=2", seedV1), 400, api.CodeInvalidInput)
 		// Credentials: none is a 401; a bot's API key is not an admin credential.
 		wantStatus(t, e.do("POST", path, "", seedV1), 401, api.CodeUnauthorized)
 		wantStatus(t, e.do("POST", path, e.a.APIKey, seedV1), 401, api.CodeUnauthorized)

@@ -86,15 +86,23 @@ func (s *Server) createBroadcastV2(w http.ResponseWriter, r *http.Request, p aut
 	return s.createBroadcast(w, r, p, plan, err)
 }
 
-// adminCreateBroadcast is the platform's v1 broadcast for a bot with admin credentials
+// adminCreateBroadcast is the platform's broadcast for a bot with admin credentials
 // instead of an API key: the console's "New broadcast". Body, Idempotency-Key and answer
-// are v1's.
+// are v1's, or v2's (WhatsApp templates) with ?version=2.
 func (s *Server) adminCreateBroadcast(w http.ResponseWriter, r *http.Request) *Error {
 	b, e := s.pathBot(r)
 	if e != nil {
 		return e
 	}
-	return s.createBroadcastV1(w, r, auth.Principal{BotID: b.ID, BotKey: b.Key, CustomerID: b.CustomerID})
+	p := auth.Principal{BotID: b.ID, BotKey: b.Key, CustomerID: b.CustomerID}
+	switch v := r.URL.Query().Get("version"); v {
+	case "", "1":
+		return s.createBroadcastV1(w, r, p)
+	case "2":
+		return s.createBroadcastV2(w, r, p)
+	default:
+		return invalid("version %s is not 1 (audience and direct content) or 2 (users and a WhatsApp template)", strconvQuote(v))
+	}
 }
 
 func (s *Server) createBroadcast(w http.ResponseWriter, r *http.Request, p auth.Principal, plan *broadcast.Plan, err error) *Error {
