@@ -415,6 +415,16 @@ export interface NewBroadcast {
   publishAt?: Date
 }
 
+/** What the form sends as a v2 broadcast: a template with body parameters, to phone numbers. */
+export interface NewTemplateBroadcast {
+  title: string
+  phones: string[]
+  template: string
+  language: string
+  bodyParams: string[]
+  publishAt?: Date
+}
+
 export type RecipientStatus = 'queued' | 'sending' | 'sent' | 'delivered' | 'read' | 'failed' | 'cancelled'
 export const recipientStatuses: RecipientStatus[] = ['queued', 'sent', 'delivered', 'read', 'failed', 'cancelled']
 
@@ -801,6 +811,23 @@ export class BotClient {
       publishedOn: b.publishAt ? b.publishAt.toISOString() : null,
       audience: { rule: { channels: b.channels, channelUserIds: b.recipients } },
       payload: { type: 'direct', content: b.messages.map((message) => ({ type: 'text', data: { message } })) },
+      status: null,
+    })
+  }
+
+  /** A v2 broadcast of one approved WhatsApp template to phone numbers (users made or updated). */
+  createTemplateBroadcast(b: NewTemplateBroadcast): Promise<Broadcast> {
+    const components = b.bodyParams.length > 0 ? [{ type: 'body', parameters: b.bodyParams.map((text) => ({ type: 'text', text })) }] : []
+    return this.c.request('POST', `${this.base}/broadcasts?version=2`, {
+      broadcastId: null,
+      broadcastTitle: b.title,
+      publishedOn: b.publishAt ? b.publishAt.toISOString() : null,
+      platform: 'whatsapp',
+      users: b.phones.map((phoneNumber) => ({ phoneNumber })),
+      payload: {
+        type: 'whatsapp_template',
+        content: [{ type: 'template', template: { name: b.template, language: { code: b.language, policy: 'deterministic' }, components } }],
+      },
       status: null,
     })
   }

@@ -296,18 +296,18 @@ describe('a bot', () => {
     b.check()
   })
 
-  it('sends a broadcast from its form, keyboard only', async () => {
+  it('sends a text broadcast by keyboard and a WhatsApp template from its form', async () => {
     const { page } = b
     await page.getByRole('link', { name: 'Broadcasts' }).click()
     const form = page.getByRole('form', { name: 'New broadcast' })
     await form.getByLabel('Title').fill('From the console')
     // No channel: nothing to send.
-    await form.getByLabel('whatsapp').uncheck()
+    await form.getByLabel('whatsapp', { exact: true }).uncheck()
     assert.equal(await form.getByRole('button', { name: 'Send broadcast' }).isDisabled(), true)
-    await form.getByLabel('whatsapp').focus()
+    await form.getByLabel('whatsapp', { exact: true }).focus()
     await page.keyboard.press('Space')
     await form.getByLabel('Recipients (channel user ids, one a line)').fill(`${phone}\n919000000009`)
-    await form.getByLabel('Message').fill('Sale starts now')
+    await form.getByLabel('Message', { exact: true }).fill('Sale starts now')
     // Publish at is left empty (now); Enter in a field sends the form.
     await form.getByLabel('Title').focus()
     await page.keyboard.press('Enter')
@@ -320,6 +320,21 @@ describe('a bot', () => {
     await page.getByTestId('recipient-row').filter({ hasText: 'unknown user' }).waitFor()
     await page.getByTestId('recipient-row').filter({ hasText: phone }).filter({ hasText: /sent|delivered|read/ }).waitFor()
     await inspect(page, 'broadcast-new')
+
+    // A WhatsApp template to a phone number: the v2 broadcast.
+    await page.getByRole('link', { name: 'Broadcasts' }).click()
+    await form.getByLabel('WhatsApp template').check()
+    await form.getByLabel('Title').fill('Template from the console')
+    await form.getByLabel('Phone numbers (with country code, one a line)').fill(`+${phone}`)
+    await form.getByLabel('Template name').fill('order_update')
+    await form.getByLabel(/^Body parameters/).fill('42')
+    await inspect(page, 'broadcast-template-form')
+    await form.getByRole('button', { name: 'Send broadcast' }).click()
+    const sent = page.getByRole('status').filter({ hasText: 'accepted for 1 recipient:' })
+    await sent.waitFor()
+    await sent.getByRole('link', { name: 'Template from the console' }).click()
+    await page.getByText('PUBLISHED', { exact: true }).first().waitFor()
+    await page.getByTestId('recipient-row').filter({ hasText: phone }).filter({ hasText: /sent|delivered|read/ }).waitFor()
     b.check()
   })
 

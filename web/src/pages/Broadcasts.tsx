@@ -127,22 +127,41 @@ function idList(text: string): string[] {
   return text.split(/[\s,;]+/).filter((id) => id !== '')
 }
 
-/** New broadcast: a text message to users of the bot, now or at a time (the v1 broadcast). */
+/** Lines of a textarea, trimmed, without the empty ones. */
+function lines(text: string): string[] {
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+}
+
+type Kind = 'text' | 'template'
+
+/**
+ * New broadcast: a text message to users of the bot (the v1 broadcast), or an approved
+ * WhatsApp template to phone numbers (v2), now or at a time.
+ */
 function NewBroadcast({ bot, onCreated }: { bot: BotCtx; onCreated: (b: Broadcast) => void }) {
+  const [kind, setKind] = useState<Kind>('text')
   const [channels, setChannels] = useState<BroadcastChannel[]>(['whatsapp'])
   const act = useAction()
   const submit = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault()
     const form = e.currentTarget
     const f = new FormData(form)
+    const field = (name: string) => String(f.get(name) ?? '')
+    const common = { title: field('title').trim(), publishAt: localToDate(field('publishAt')) }
     void act.run(async () => {
-      const b = await bot.api.createBroadcast({
-        title: String(f.get('title') ?? '').trim(),
-        channels,
-        recipients: idList(String(f.get('recipients') ?? '')),
-        messages: [String(f.get('message') ?? '')],
-        publishAt: localToDate(String(f.get('publishAt') ?? '')),
-      })
+      const b =
+        kind === 'text'
+          ? await bot.api.createBroadcast({ ...common, channels, recipients: idList(field('recipients')), messages: [field('message')] })
+          : await bot.api.createTemplateBroadcast({
+              ...common,
+              phones: lines(field('phones')),
+              template: field('template').trim(),
+              language: field('language').trim(),
+              bodyParams: lines(field('params')),
+            })
       form.reset()
       onCreated(b)
     })
@@ -152,35 +171,71 @@ function NewBroadcast({ bot, onCreated }: { bot: BotCtx; onCreated: (b: Broadcas
   return (
     <form className="inline-form wide" onSubmit={submit} aria-labelledby="new-broadcast">
       <h2 id="new-broadcast">New broadcast</h2>
+      <fieldset className="segmented">
+        <legend>Send</legend>
+        <label>
+          <input type="radio" name="kind" checked={kind === 'text'} onChange={() => setKind('text')} /> Text message
+        </label>
+        <label>
+          <input type="radio" name="kind" checked={kind === 'template'} onChange={() => setKind('template')} /> WhatsApp template
+        </label>
+      </fieldset>
       <label>
         Title
         <input name="title" required maxLength={200} />
       </label>
-      <fieldset>
-        <legend>Channels</legend>
-        {broadcastChannels.map((c) => (
-          <label key={c}>
-            <input type="checkbox" checked={channels.includes(c)} onChange={(e) => toggle(c, e.target.checked)} /> {c}
+      {kind === 'text' ? (
+        <>
+          <fieldset>
+            <legend>Channels</legend>
+            {broadcastChannels.map((c) => (
+              <label key={c}>
+                <input type="checkbox" checked={channels.includes(c)} onChange={(e) => toggle(c, e.target.checked)} /> {c}
+              </label>
+            ))}
+          </fieldset>
+          <label>
+            Recipients (channel user ids, one a line)
+            <textarea name="recipients" required rows={4} spellCheck={false} placeholder={'919876543210\n919876543211'} />
           </label>
-        ))}
-      </fieldset>
-      <label>
-        Recipients (channel user ids, one a line)
-        <textarea name="recipients" required rows={4} spellCheck={false} placeholder={'919876543210\n919876543211'} />
-      </label>
-      <label>
-        Message
-        <textarea name="message" required rows={3} maxLength={4096} />
-      </label>
+          <label>
+            Message
+            <textarea name="message" required rows={3} maxLength={4096} />
+          </label>
+          <p className="muted">
+            Recipients must be users of this bot; WhatsApp users outside the 24-hour window are reported as failed (only
+            a template may reach them).
+          </p>
+        </>
+      ) : (
+        <>
+          <label>
+            Phone numbers (with country code, one a line)
+            <textarea name="phones" required rows={4} spellCheck={false} placeholder={'+91 98765 43210\n+91 98765 43211'} />
+          </label>
+          <label>
+            Template name
+            <input name="template" required spellCheck={false} placeholder="order_update" />
+          </label>
+          <label>
+            Language code
+            <input name="language" required spellCheck={false} defaultValue="en" />
+          </label>
+          <label>
+            Body parameters ({'{{1}}'}, {'{{2}}'}, …, one a line)
+            <textarea name="params" rows={3} />
+          </label>
+          <p className="muted">
+            The template must be approved for the bot's WhatsApp number. Each phone number becomes a user of the bot, or
+            is updated; a tap on one of the template's buttons works as it does for the template API.
+          </p>
+        </>
+      )}
       <label>
         Publish at (empty: now)
         <input type="datetime-local" name="publishAt" />
       </label>
-      <p className="muted">
-        Recipients must be users of this bot; WhatsApp users outside the 24-hour window are reported as failed (only a
-        template, through the v2 API, may reach them).
-      </p>
-      <button type="submit" className="primary" disabled={act.busy || channels.length === 0}>
+      <button type="submit" className="primary" disabled={act.busy || (kind === 'text' && channels.length === 0)}>
         {act.busy ? 'Sending…' : 'Send broadcast'}
       </button>
       <ErrorNote error={act.error} />
