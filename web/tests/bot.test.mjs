@@ -299,6 +299,9 @@ describe('a bot', () => {
   it('sends a text broadcast by keyboard and a WhatsApp template from its form', async () => {
     const { page } = b
     await page.getByRole('link', { name: 'Broadcasts' }).click()
+    // The form opens from its summary, by keyboard.
+    await page.getByText('New broadcast', { exact: true }).focus()
+    await page.keyboard.press('Enter')
     const form = page.getByRole('form', { name: 'New broadcast' })
     await form.getByLabel('Title').fill('From the console')
     // No channel: nothing to send.
@@ -323,6 +326,7 @@ describe('a bot', () => {
 
     // A WhatsApp template to a phone number: the v2 broadcast.
     await page.getByRole('link', { name: 'Broadcasts' }).click()
+    await page.getByText('New broadcast', { exact: true }).click()
     await form.getByLabel('WhatsApp template').check()
     await form.getByLabel('Title').fill('Template from the console')
     await form.getByLabel('Phone numbers (with country code, one a line)').fill(`+${phone}`)

@@ -169,77 +169,79 @@ function NewBroadcast({ bot, onCreated }: { bot: BotCtx; onCreated: (b: Broadcas
   const toggle = (c: BroadcastChannel, on: boolean) =>
     setChannels((cs) => (on ? [...cs.filter((x) => x !== c), c] : cs.filter((x) => x !== c)))
   return (
-    <form className="inline-form wide" onSubmit={submit} aria-labelledby="new-broadcast">
-      <h2 id="new-broadcast">New broadcast</h2>
-      <fieldset className="segmented">
-        <legend>Send</legend>
+    <details className="new-broadcast">
+      <summary>New broadcast</summary>
+      <form className="inline-form wide" onSubmit={submit} aria-label="New broadcast">
+        <fieldset className="segmented">
+          <legend>Send</legend>
+          <label>
+            <input type="radio" name="kind" checked={kind === 'text'} onChange={() => setKind('text')} /> Text message
+          </label>
+          <label>
+            <input type="radio" name="kind" checked={kind === 'template'} onChange={() => setKind('template')} /> WhatsApp template
+          </label>
+        </fieldset>
         <label>
-          <input type="radio" name="kind" checked={kind === 'text'} onChange={() => setKind('text')} /> Text message
+          Title
+          <input name="title" required maxLength={200} />
         </label>
+        {kind === 'text' ? (
+          <>
+            <fieldset className="segmented">
+              <legend>Channels</legend>
+              {broadcastChannels.map((c) => (
+                <label key={c}>
+                  <input type="checkbox" checked={channels.includes(c)} onChange={(e) => toggle(c, e.target.checked)} /> {c}
+                </label>
+              ))}
+            </fieldset>
+            <label>
+              Recipients (channel user ids, one a line)
+              <textarea name="recipients" required rows={4} spellCheck={false} placeholder={'919876543210\n919876543211'} />
+            </label>
+            <label>
+              Message
+              <textarea name="message" required rows={3} maxLength={4096} />
+            </label>
+            <p className="muted">
+              Recipients must be users of this bot; WhatsApp users outside the 24-hour window are reported as failed (only
+              a template may reach them).
+            </p>
+          </>
+        ) : (
+          <>
+            <label>
+              Phone numbers (with country code, one a line)
+              <textarea name="phones" required rows={4} spellCheck={false} placeholder={'+91 98765 43210\n+91 98765 43211'} />
+            </label>
+            <label>
+              Template name
+              <input name="template" required spellCheck={false} placeholder="order_update" />
+            </label>
+            <label>
+              Language code
+              <input name="language" required spellCheck={false} defaultValue="en" />
+            </label>
+            <label>
+              Body parameters ({'{{1}}'}, {'{{2}}'}, …, one a line)
+              <textarea name="params" rows={3} />
+            </label>
+            <p className="muted">
+              The template must be approved for the bot's WhatsApp number. Each phone number becomes a user of the bot, or
+              is updated; a tap on one of the template's buttons works as it does for the template API.
+            </p>
+          </>
+        )}
         <label>
-          <input type="radio" name="kind" checked={kind === 'template'} onChange={() => setKind('template')} /> WhatsApp template
+          Publish at (empty: now)
+          <input type="datetime-local" name="publishAt" />
         </label>
-      </fieldset>
-      <label>
-        Title
-        <input name="title" required maxLength={200} />
-      </label>
-      {kind === 'text' ? (
-        <>
-          <fieldset>
-            <legend>Channels</legend>
-            {broadcastChannels.map((c) => (
-              <label key={c}>
-                <input type="checkbox" checked={channels.includes(c)} onChange={(e) => toggle(c, e.target.checked)} /> {c}
-              </label>
-            ))}
-          </fieldset>
-          <label>
-            Recipients (channel user ids, one a line)
-            <textarea name="recipients" required rows={4} spellCheck={false} placeholder={'919876543210\n919876543211'} />
-          </label>
-          <label>
-            Message
-            <textarea name="message" required rows={3} maxLength={4096} />
-          </label>
-          <p className="muted">
-            Recipients must be users of this bot; WhatsApp users outside the 24-hour window are reported as failed (only
-            a template may reach them).
-          </p>
-        </>
-      ) : (
-        <>
-          <label>
-            Phone numbers (with country code, one a line)
-            <textarea name="phones" required rows={4} spellCheck={false} placeholder={'+91 98765 43210\n+91 98765 43211'} />
-          </label>
-          <label>
-            Template name
-            <input name="template" required spellCheck={false} placeholder="order_update" />
-          </label>
-          <label>
-            Language code
-            <input name="language" required spellCheck={false} defaultValue="en" />
-          </label>
-          <label>
-            Body parameters ({'{{1}}'}, {'{{2}}'}, …, one a line)
-            <textarea name="params" rows={3} />
-          </label>
-          <p className="muted">
-            The template must be approved for the bot's WhatsApp number. Each phone number becomes a user of the bot, or
-            is updated; a tap on one of the template's buttons works as it does for the template API.
-          </p>
-        </>
-      )}
-      <label>
-        Publish at (empty: now)
-        <input type="datetime-local" name="publishAt" />
-      </label>
-      <button type="submit" className="primary" disabled={act.busy || (kind === 'text' && channels.length === 0)}>
-        {act.busy ? 'Sending…' : 'Send broadcast'}
-      </button>
-      <ErrorNote error={act.error} />
-    </form>
+        <button type="submit" className="primary" disabled={act.busy || (kind === 'text' && channels.length === 0)}>
+          {act.busy ? 'Sending…' : 'Send broadcast'}
+        </button>
+        <ErrorNote error={act.error} />
+      </form>
+    </details>
   )
 }
 
