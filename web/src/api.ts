@@ -400,6 +400,15 @@ export interface Broadcast {
   publishedOn: string
   finishedOn?: string
   error?: string
+  /** What it sends, as the request gave it. */
+  payload?: { type?: string; content?: BroadcastContent[] }
+}
+
+/** One message of a broadcast's payload: v1's typed data, or v2's template. */
+export interface BroadcastContent {
+  type?: string
+  data?: { message?: string }
+  template?: { name?: string; language?: { code?: string } }
 }
 
 export type BroadcastChannel = 'whatsapp' | 'rcs' | 'sandbox'

@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from 'react'
-import { broadcastChannels, recipientStatuses, type Broadcast, type BroadcastChannel, type BroadcastTotals } from '../api'
+import { broadcastChannels, recipientStatuses, type Broadcast, type BroadcastChannel, type BroadcastContent, type BroadcastTotals } from '../api'
 import type { BotCtx } from '../bot'
 import { Link } from '../router'
 import { Badge, ConfirmButton, Empty, ErrorNote, Loaded, Time, localToDate, useAction, useInterval, useLoad } from '../ui'
@@ -120,6 +120,13 @@ export function Broadcasts({ bot }: { bot: BotCtx }) {
       </Loaded>
     </section>
   )
+}
+
+/** One line of what a broadcast sends: a text, a template by name, or another message's kind. */
+function contentLine(c: BroadcastContent): string {
+  if (c.template) return `template ${c.template.name ?? ''} (${c.template.language?.code ?? '?'})`
+  if (c.data?.message !== undefined) return c.data.message
+  return c.type ?? 'message'
 }
 
 /** Channel user ids pasted one a line, or separated by commas or spaces. */
@@ -293,6 +300,18 @@ export function BroadcastPage({ bot, id }: { bot: BotCtx; id: number }) {
                 <>
                   <dt>Error</dt>
                   <dd className="error-text">{x.error}</dd>
+                </>
+              )}
+              {(x.payload?.content?.length ?? 0) > 0 && (
+                <>
+                  <dt>Sends</dt>
+                  <dd>
+                    <ol className="plain" aria-label="Messages">
+                      {x.payload?.content?.map((c, i) => (
+                        <li key={i}>{contentLine(c)}</li>
+                      ))}
+                    </ol>
+                  </dd>
                 </>
               )}
             </dl>
