@@ -309,7 +309,9 @@ describe('a bot', () => {
     assert.equal(await form.getByRole('button', { name: 'Send broadcast' }).isDisabled(), true)
     await form.getByLabel('whatsapp', { exact: true }).focus()
     await page.keyboard.press('Space')
-    await form.getByLabel('Recipients (channel user ids, one a line)').fill(`${phone}\n919000000009`)
+    // A phone number as people write it is its user's channel user id.
+    const written = `+${phone.slice(0, 2)} ${phone.slice(2, 7)} ${phone.slice(7)}`
+    await form.getByLabel('Recipients (phone numbers or channel user ids, one a line)').fill(`${written}\n919000000009`)
     await form.getByLabel('Message', { exact: true }).fill('Sale starts now')
     // Publish at is left empty (now); Enter in a field sends the form.
     await form.getByLabel('Title').focus()

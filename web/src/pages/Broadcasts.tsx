@@ -129,9 +129,17 @@ function contentLine(c: BroadcastContent): string {
   return c.type ?? 'message'
 }
 
-/** Channel user ids pasted one a line, or separated by commas or spaces. */
+/**
+ * Recipients pasted one a line (or separated by commas) as channel user ids. A phone
+ * number written for people ("+91 98765 43210") becomes its digits, which is the
+ * channel user id of a phone's user.
+ */
 function idList(text: string): string[] {
-  return text.split(/[\s,;]+/).filter((id) => id !== '')
+  return text
+    .split(/[\n,;]+/)
+    .map((id) => id.trim())
+    .map((id) => (/^\+?[\d\s().-]+$/.test(id) ? id.replace(/\D/g, '') : id))
+    .filter((id) => id !== '')
 }
 
 /** Lines of a textarea, trimmed, without the empty ones. */
@@ -203,8 +211,8 @@ function NewBroadcast({ bot, onCreated }: { bot: BotCtx; onCreated: (b: Broadcas
               ))}
             </fieldset>
             <label>
-              Recipients (channel user ids, one a line)
-              <textarea name="recipients" required rows={4} spellCheck={false} placeholder={'919876543210\n919876543211'} />
+              Recipients (phone numbers or channel user ids, one a line)
+              <textarea name="recipients" required rows={4} spellCheck={false} placeholder={'+91 98765 43210\n919876543211'} />
             </label>
             <label>
               Message
