@@ -137,8 +137,7 @@ func (s *Server) httpStepTestDraft(w http.ResponseWriter, r *http.Request, doc j
 	if e != nil {
 		return e
 	}
-	lend := func(header string) (string, bool) { return catalog.DraftNodeSecret(saved, node.ID, header) }
-	writeOK(w, s.HTTPSteps.TestDraft(r.Context(), pub, node, lend, attrs))
+	writeOK(w, s.HTTPSteps.TestDraft(r.Context(), pub, node, catalog.DraftNodeSecrets(saved, node.ID), attrs))
 	return nil
 }
 

@@ -95,7 +95,7 @@ func draftValueOf(node, header string) draftValue { return draftValue{node, stri
 // draft prev (nil for none) had for that header of that node, if it had one; otherwise it
 // stays the marker, which publishing resolves to the published value.
 func SealDraft(kr *secret.Keyring, doc, prev []byte) ([]byte, error) {
-	kept := DraftSecretValues(prev)
+	kept := draftSecretValues(prev)
 	out, _, err := draftSecrets(doc, func(node, header string, v *string) error {
 		switch {
 		case *v == flow.RedactedSecret:
@@ -150,10 +150,10 @@ func OpenSecrets(kr *secret.Keyring, doc []byte) ([]byte, error) {
 	return out, err
 }
 
-// DraftSecretValues returns a stored draft's secret header values, each sealed (or, in
+// draftSecretValues returns a stored draft's secret header values, each sealed (or, in
 // a draft stored before drafts were sealed, in plain), by node and header; markers and
 // empty values are left out.
-func DraftSecretValues(doc []byte) map[draftValue]string {
+func draftSecretValues(doc []byte) map[draftValue]string {
 	out := map[draftValue]string{}
 	if doc == nil {
 		return out
@@ -167,10 +167,14 @@ func DraftSecretValues(doc []byte) map[draftValue]string {
 	return out
 }
 
-// DraftNodeSecret returns the stored value of one secret header of a draft's node.
-func DraftNodeSecret(doc []byte, node, header string) (string, bool) {
-	v, ok := DraftSecretValues(doc)[draftValueOf(node, header)]
-	return v, ok
+// DraftNodeSecrets returns a lookup of the stored values of the secret headers (any case)
+// of one node of a stored draft (nil for none), reading the draft once.
+func DraftNodeSecrets(doc []byte, node string) func(header string) (string, bool) {
+	values := draftSecretValues(doc)
+	return func(header string) (string, bool) {
+		v, ok := values[draftValueOf(node, header)]
+		return v, ok
+	}
 }
 
 // ReencryptDrafts rewrites every stored draft whose secret header values are not all

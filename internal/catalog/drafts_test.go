@@ -19,7 +19,7 @@ func FuzzDraftSecrets(f *testing.F) {
 		if err != nil {
 			t.Fatalf("SealDraft: %v", err)
 		}
-		for at, v := range DraftSecretValues(sealed) {
+		for at, v := range draftSecretValues(sealed) {
 			if !strings.HasPrefix(v, secret.Prefix) {
 				t.Fatalf("%v is in plain after sealing: %q", at, v)
 			}
@@ -27,7 +27,7 @@ func FuzzDraftSecrets(f *testing.F) {
 				t.Fatalf("%v does not open: %v", at, err)
 			}
 		}
-		if left := DraftSecretValues(RedactSecrets(sealed)); len(left) > 0 {
+		if left := draftSecretValues(RedactSecrets(sealed)); len(left) > 0 {
 			t.Fatalf("redacted draft still shows %v", left)
 		}
 	})
