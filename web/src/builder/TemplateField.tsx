@@ -2,6 +2,7 @@
 // the flow knows, narrowed as one types; arrows choose, Enter or Tab inserts.
 
 import { useId, useRef, useState, type KeyboardEvent } from 'react'
+import { flushSync } from 'react-dom'
 
 /** The reference being typed at the caret: where its name starts and what it has so far. */
 function openReference(text: string, caret: number): { from: number; partial: string } | null {
@@ -51,13 +52,15 @@ export function TemplateField({
     const after = value.slice(caret)
     const close = after.startsWith('}}') ? '' : '}}'
     const next = value.slice(0, ref0.from) + name + close + after
-    onChange(next)
-    setRef0(null)
-    const pos = ref0.from + name.length + 2
-    requestAnimationFrame(() => {
-      el.focus()
-      el.setSelectionRange(pos, pos)
+    // The new value is rendered and the caret placed before this event returns: placed
+    // a frame later, it would pull back keys typed meanwhile to where the name ended.
+    flushSync(() => {
+      onChange(next)
+      setRef0(null)
     })
+    const pos = ref0.from + name.length + 2
+    el.focus()
+    el.setSelectionRange(pos, pos)
   }
 
   const key = (e: KeyboardEvent) => {
