@@ -18,8 +18,10 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net/http"
 	"os"
+	"runtime/metrics"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -66,8 +68,10 @@ func main() {
 	}
 	idleStop := make(chan struct{})
 	time.AfterFunc(3*time.Second, func() { close(idleStop) })
+	schedBefore := schedLatencies()
 	idle := paced(idleStop)
 	report("trigger, idle:", idle)
+	reportSched("scheduling latency, idle:", schedBefore)
 
 	base := strings.TrimSuffix(srv.FlowURL, fmt.Sprintf("/bot-api/v2.0/customer/%d/bot/%s/flow/", srv.Bot.CustomerID, srv.Bot.BotKey))
 	bpath := fmt.Sprintf("%s/bot-api/v1.0/customer/%d/bot/%s/broadcast", base, caster.CustomerID, caster.BotKey)
@@ -90,6 +94,7 @@ func main() {
 	report("trigger, during accept:", duringAccept)
 
 	stopFanOut := during()
+	schedBefore = schedLatencies()
 	var published time.Duration
 	for {
 		status, sent := state(fmt.Sprintf("%s/%d?summary=true", bpath, id), caster.APIKey)
@@ -106,6 +111,7 @@ func main() {
 	fanOut := published - accept
 	fmt.Printf("fan-out:                %s, %.0f recipients/s\n", fanOut.Round(time.Millisecond), float64(*n)/fanOut.Seconds())
 	report("trigger, during fan-out:", duringFanOut)
+	reportSched("scheduling latency, fan-out:", schedBefore)
 	fmt.Printf("peak RSS:               %s\n", peakRSS())
 }
 
@@ -217,4 +223,39 @@ func peakRSS() string {
 		}
 	}
 	return "unknown"
+}
+
+// schedLatencies is the Go runtime's histogram of how long goroutines waited, runnable,
+// for a thread to run on: the bench prints it to tell waits for the CPU from waits for
+// the database.
+func schedLatencies() *metrics.Float64Histogram {
+	m := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	metrics.Read(m)
+	return m[0].Value.Float64Histogram()
+}
+
+// reportSched prints quantiles of the scheduling latencies since before.
+func reportSched(label string, before *metrics.Float64Histogram) {
+	after := schedLatencies()
+	var total uint64
+	counts := make([]uint64, len(after.Counts))
+	for i := range counts {
+		counts[i] = after.Counts[i] - before.Counts[i]
+		total += counts[i]
+	}
+	q := func(f float64) time.Duration {
+		var seen uint64
+		for i, c := range counts {
+			seen += c
+			if float64(seen) >= f*float64(total) {
+				upper := after.Buckets[i+1]
+				if math.IsInf(upper, 1) {
+					upper = after.Buckets[i] // the last bucket has no upper bound
+				}
+				return time.Duration(upper * 1e9)
+			}
+		}
+		return 0
+	}
+	fmt.Printf("%-28s %d waits, p50 < %s, p99 < %s, p99.9 < %s\n", label, total, q(0.5), q(0.99), q(0.999))
 }
