@@ -17,7 +17,9 @@ import (
 // Operations come in two lanes. Interactive ones (runs, triggers, inbound messages) go
 // first; bulk ones (a broadcast's fan-out) fill each transaction's remaining room, at
 // most maxBulk of them, so a flood of bulk work never makes an interactive operation
-// wait behind more than a transaction's small share of it.
+// wait behind more than a transaction's small share of it. On PostgreSQL, which takes
+// transactions side by side, bulk work has a writer of its own instead, and interactive
+// operations never wait behind it at all.
 //
 // An interactive operation may carry a key (DoKeyed): all operations with the same key
 // go to the same writer, so they share or follow each other's transactions and never
@@ -52,7 +54,8 @@ var ErrClosed = errors.New("store: batcher closed")
 // defaults: 1 writer on SQLite (it has a single writer anyway), 2 on PostgreSQL: one
 // commits while the other gathers, and a transaction is one round trip whatever it
 // carries, so fewer, fuller transactions cost the server less CPU per run than many in
-// parallel (BENCHMARKS.md; and see SetTakeTurns); 128 operations.
+// parallel (BENCHMARKS.md; and see SetTakeTurns); 128 operations. On PostgreSQL one
+// more writer commits the bulk lane, apart from the others.
 func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
 	if writers <= 0 {
 		writers = 1
@@ -64,11 +67,23 @@ func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
 		maxOps = 128
 	}
 	b := &Batcher{st: s, ops: make(chan *batchOp, 4096), bulk: make(chan *batchOp, 256), maxOps: maxOps, maxBulk: max(1, maxOps/16)}
+	// A writer of its own for bulk work halved another bot's trigger p99 during a
+	// 100,000-recipient fan-out on PostgreSQL (bench/broadcast, BENCHMARKS.md). SQLite
+	// has one writer connection, so there the writers share the lanes.
+	bulkApart := s.dialect == Postgres
+	interactiveBulk := b.bulk
+	if bulkApart {
+		interactiveBulk = nil
+	}
 	for range writers {
 		own := make(chan *batchOp, 1024)
 		b.keyed = append(b.keyed, own)
 		b.wg.Add(1)
-		go b.loop(own)
+		go b.loop(own, b.ops, interactiveBulk)
+	}
+	if bulkApart {
+		b.wg.Add(1)
+		go b.loop(nil, nil, b.bulk)
 	}
 	return b
 }
@@ -141,9 +156,12 @@ func (b *Batcher) Close() {
 	b.wg.Wait()
 }
 
-func (b *Batcher) loop(own chan *batchOp) {
+// loop is one writer, serving the lanes it is given (nil: not this writer's).
+func (b *Batcher) loop(own, ops, bulk chan *batchOp) {
 	defer b.wg.Done()
-	ops, bulk := b.ops, b.bulk
+	// A writer of bulk work alone neither takes turns with the others nor commits early
+	// for them: they wait for nothing of its.
+	interactiveWriter := own != nil || ops != nil
 	batch := make([]*batchOp, 0, b.maxOps)
 	// carried holds bulk operations a transaction gave up when interactive ones came:
 	// they go first into the next transactions, in order.
@@ -178,7 +196,7 @@ func (b *Batcher) loop(own chan *batchOp) {
 				carried = append(carried, op)
 			}
 		}
-		takingTurns := b.takeTurns.Load()
+		takingTurns := interactiveWriter && b.takeTurns.Load()
 		if takingTurns {
 			b.turn.Lock()
 		}
@@ -197,7 +215,7 @@ func (b *Batcher) loop(own chan *batchOp) {
 		carried = carried[taken:]
 		bulk = drain(bulk, &batch, limit)
 		var yield func() bool
-		if interactive == 0 {
+		if interactive == 0 && interactiveWriter {
 			// A bulk-only transaction commits early when runs or triggers come, rather
 			// than make them wait for all its operations.
 			yield = func() bool { return len(b.ops) > 0 || len(own) > 0 }

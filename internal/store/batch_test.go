@@ -91,9 +91,14 @@ func TestBatcherBulkYields(t *testing.T) {
 
 // TestBatcherBulkTransactionCommitsEarly starts a transaction of several bulk operations,
 // then submits an interactive one while the first bulk operation runs: the transaction
-// commits after that operation instead of running the others first.
+// commits after that operation instead of running the others first. This is SQLite's
+// writer, shared by both lanes; on PostgreSQL bulk work has a writer of its own
+// (TestBatcherBulkHasItsOwnWriter).
 func TestBatcherBulkTransactionCommitsEarly(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		if st.Dialect() == store.Postgres {
+			t.Skip("on PostgreSQL the bulk lane has a writer of its own")
+		}
 		ctx := context.Background()
 		b := st.NewBatcher(1, 128) // at most 8 bulk operations a transaction
 		defer b.Close()
@@ -142,6 +147,54 @@ func TestBatcherBulkTransactionCommitsEarly(t *testing.T) {
 			t.Fatalf("%d of %d bulk operations ran", n, bulk)
 		}
 	})
+}
+
+// TestBatcherBulkHasItsOwnWriter: on PostgreSQL an interactive operation commits while
+// bulk work is in the middle of an operation, even with one interactive writer, instead
+// of waiting for it; and a bulk transaction does not wait for writers taking turns.
+func TestBatcherBulkHasItsOwnWriter(t *testing.T) {
+	if storetest.PostgresURL() == "" {
+		t.Skipf("%s is not set: this test needs PostgreSQL", storetest.EnvPostgres)
+	}
+	st := storetest.Open(t, storetest.PostgresDSN(t))
+	ctx := context.Background()
+	b := st.NewBatcher(1, 0)
+	defer b.Close()
+	b.SetTakeTurns(true)
+	running, finish := make(chan struct{}), make(chan struct{})
+	var finished atomic.Bool
+	bulkDone := make(chan error, 1)
+	go func() {
+		bulkDone <- b.DoBulk(ctx, func(ctx context.Context, tx store.Tx) error {
+			close(running)
+			<-finish
+			finished.Store(true)
+			return nil
+		})
+	}()
+	<-running
+	interactiveDone := make(chan error, 1)
+	go func() { interactiveDone <- b.Do(ctx, func(ctx context.Context, tx store.Tx) error { return nil }) }()
+	var err error
+	select {
+	case err = <-interactiveDone:
+		if finished.Load() {
+			t.Error("the interactive operation committed after the bulk one")
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the interactive operation waits for the bulk operation in progress")
+		close(finish)
+		err = <-interactiveDone
+	}
+	if err != nil {
+		t.Error(err)
+	}
+	if !finished.Load() {
+		close(finish)
+	}
+	if err := <-bulkDone; err != nil {
+		t.Error(err)
+	}
 }
 
 // TestBatcherWritersTakeTurns: writers taking turns never have two transactions open at
