@@ -67,9 +67,9 @@ func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
 		maxOps = 128
 	}
 	b := &Batcher{st: s, ops: make(chan *batchOp, 4096), bulk: make(chan *batchOp, 256), maxOps: maxOps, maxBulk: max(1, maxOps/16)}
-	// A writer of its own for bulk work halved another bot's trigger p99 during a
-	// 100,000-recipient fan-out on PostgreSQL (bench/broadcast, BENCHMARKS.md). SQLite
-	// has one writer connection, so there the writers share the lanes.
+	// A writer of its own for bulk work took a third off another bot's trigger p99
+	// during a 100,000-recipient fan-out on PostgreSQL (bench/broadcast, BENCHMARKS.md).
+	// SQLite has one writer connection, so there the writers share the lanes.
 	bulkApart := s.dialect == Postgres
 	interactiveBulk := b.bulk
 	if bulkApart {
