@@ -97,10 +97,11 @@ func TestWALStartsOverUnderSustainedWrites(t *testing.T) {
 	// writes made meanwhile. The background checkpoint looks every 20 ms and the writer
 	// finishes it after its next commit, so the WAL starts over every few tens of ms
 	// and holds what that time wrote: measured, 0.09–0.17 pages per write of the three
-	// seconds. Grown without end (or starting over only when the writes happen to
-	// pause), it held 0.4–1.5. A window is measured again, up to three in all, before a
-	// slow one fails the test.
+	// seconds, and 0.27–0.29 with other tests' packages loading the cores. Grown without
+	// end (or starting over only when the writes happen to pause), it held 0.4–2.3. A
+	// window is measured again, up to three in all, before a slow one fails the test.
 	time.Sleep(time.Second)
+	const maxRatio = 0.35
 	var ratios []float64
 	for range 3 {
 		highest, from := 0, writes.Load()
@@ -111,13 +112,13 @@ func TestWALStartsOverUnderSustainedWrites(t *testing.T) {
 		}
 		ratio := float64(highest) / float64(max(1, writes.Load()-from))
 		t.Logf("%d writes in 3 s; the WAL at most %d pages (limit %d): %.2f a write", writes.Load()-from, highest, limit, ratio)
-		if ratios = append(ratios, ratio); ratio <= 0.25 {
+		if ratios = append(ratios, ratio); ratio <= maxRatio {
 			break
 		}
 	}
 	close(stop)
 	wg.Wait()
-	if r := slices.Min(ratios); r > 0.25 {
+	if r := slices.Min(ratios); r > maxRatio {
 		t.Fatalf("the WAL held %.2f pages per write made while it was followed (%v); want it to start over (limit %d pages)", r, ratios, limit)
 	}
 }
