@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/metrics"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -96,8 +97,11 @@ func main() {
 	stopFanOut := during()
 	schedBefore = schedLatencies()
 	var published time.Duration
+	var polls []time.Duration
 	for {
+		polled := time.Now()
 		status, sent := state(fmt.Sprintf("%s/%d?summary=true", bpath, id), caster.APIKey)
+		polls = append(polls, time.Since(polled))
 		if status == store.BroadcastPublished {
 			published = time.Since(t0)
 			if sent != *n {
@@ -111,6 +115,8 @@ func main() {
 	fanOut := published - accept
 	fmt.Printf("fan-out:                %s, %.0f recipients/s\n", fanOut.Round(time.Millisecond), float64(*n)/fanOut.Seconds())
 	report("trigger, during fan-out:", duringFanOut)
+	slices.Sort(polls)
+	fmt.Printf("summary polls:          %d, p50 %s, max %s\n", len(polls), polls[len(polls)/2].Round(time.Microsecond), polls[len(polls)-1].Round(time.Microsecond))
 	reportSched("scheduling latency, fan-out:", schedBefore)
 	fmt.Printf("peak RSS:               %s\n", peakRSS())
 }

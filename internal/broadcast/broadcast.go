@@ -276,7 +276,11 @@ func (s *Service) wake() {
 
 // Get returns a bot's broadcast, live; summary leaves out the recipient lists.
 func (s *Service) Get(ctx context.Context, botID, id int64, summary bool) (View, error) {
-	b, err := s.st.BroadcastByID(ctx, botID, id)
+	read := s.st.BroadcastByID
+	if summary {
+		read = s.st.BroadcastHeadByID // the request, if needed, comes from summaryRequest
+	}
+	b, err := read(ctx, botID, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %d", ErrNotFound, id)
 	}
@@ -293,7 +297,7 @@ func (s *Service) view(ctx context.Context, b store.Broadcast, summary bool) (Vi
 	request := b.Request
 	if summary {
 		var err error
-		if request, err = s.summaryRequest(b); err != nil {
+		if request, err = s.summaryRequest(ctx, b); err != nil {
 			return nil, fmt.Errorf("broadcast #%d request: %w", b.ID, err)
 		}
 	}
@@ -335,15 +339,23 @@ type cachedSummary struct {
 
 // summaryRequest is a broadcast's request without its recipient lists. A request never
 // changes once stored, so the result is kept: a client polling a 100,000-recipient
-// broadcast's summary would otherwise have the server take its 1.5 MB apart each time.
-func (s *Service) summaryRequest(b store.Broadcast) ([]byte, error) {
+// broadcast's summary would otherwise have the server read its 1.5 MB and take it apart
+// each time. b's request is read from the store if b came without it.
+func (s *Service) summaryRequest(ctx context.Context, b store.Broadcast) ([]byte, error) {
 	s.summaryMu.Lock()
 	cached, ok := s.summaries[b.ID]
 	s.summaryMu.Unlock()
 	if ok && cached.createdAt == b.CreatedAt {
 		return cached.request, nil
 	}
-	summary, err := withoutRecipientLists(b.Request)
+	request := b.Request
+	if request == nil {
+		var err error
+		if request, err = s.st.BroadcastRequest(ctx, b.BotID, b.ID); err != nil {
+			return nil, err
+		}
+	}
+	summary, err := withoutRecipientLists(request)
 	if err != nil {
 		return nil, err
 	}
@@ -473,7 +485,7 @@ type RecipientView struct {
 
 // Recipients pages through a broadcast's recipients (status "" for all).
 func (s *Service) Recipients(ctx context.Context, botID, id int64, status string, pq store.PageQuery) ([]RecipientView, store.Page, error) {
-	b, err := s.st.BroadcastByID(ctx, botID, id)
+	b, err := s.st.BroadcastHeadByID(ctx, botID, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, store.Page{}, fmt.Errorf("%w: %d", ErrNotFound, id)
 	} else if err != nil {

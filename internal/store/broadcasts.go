@@ -59,7 +59,15 @@ type Broadcast struct {
 	FinishedAt *int64
 }
 
-const broadcastCols = `id, bot_id, api_version, title, request, content, channels, status, publish_at, owner, recipients, error, created_at, updated_at, finished_at`
+// broadcastCols are a broadcast's columns; broadcastHeadCols leave out its stored
+// request (read as empty), which for a large broadcast is megabytes of recipient list
+// that a summary, a page of recipients or a list of broadcasts does not show.
+const (
+	broadcastCols     = broadcastColsHead + `request` + broadcastColsTail
+	broadcastHeadCols = broadcastColsHead + `'' AS request` + broadcastColsTail
+	broadcastColsHead = `id, bot_id, api_version, title, `
+	broadcastColsTail = `, content, channels, status, publish_at, owner, recipients, error, created_at, updated_at, finished_at`
+)
 
 func scanBroadcast(r Row) (Broadcast, error) {
 	var b Broadcast
@@ -69,7 +77,10 @@ func scanBroadcast(r Row) (Broadcast, error) {
 	if err != nil {
 		return Broadcast{}, err
 	}
-	b.Request, b.Content = []byte(req), []byte(content)
+	b.Content = []byte(content)
+	if req != "" { // not read (broadcastHeadCols) when empty: a stored request never is
+		b.Request = []byte(req)
+	}
 	if err := json.Unmarshal([]byte(channels), &b.Channels); err != nil {
 		return Broadcast{}, fmt.Errorf("broadcast #%d channels: %w", b.ID, err)
 	}
@@ -261,6 +272,25 @@ func (s *Store) BroadcastByID(ctx context.Context, botID, id int64) (Broadcast, 
 	return b, nil
 }
 
+// BroadcastHeadByID is BroadcastByID without the stored request (Request is nil).
+func (s *Store) BroadcastHeadByID(ctx context.Context, botID, id int64) (Broadcast, error) {
+	b, err := scanBroadcast(s.r.QueryRow(ctx, `SELECT `+broadcastHeadCols+` FROM broadcasts WHERE id = $1 AND bot_id = $2
+		AND status <> 'ACCEPTING'`, id, botID))
+	if err != nil {
+		return Broadcast{}, fmt.Errorf("broadcast #%d: %w", id, err)
+	}
+	return b, nil
+}
+
+// BroadcastRequest reads the stored request of a broadcast.
+func (s *Store) BroadcastRequest(ctx context.Context, botID, id int64) ([]byte, error) {
+	var req string
+	if err := s.r.QueryRow(ctx, `SELECT request FROM broadcasts WHERE id = $1 AND bot_id = $2`, id, botID).Scan(&req); err != nil {
+		return nil, fmt.Errorf("request of broadcast #%d: %w", id, err)
+	}
+	return []byte(req), nil
+}
+
 // broadcastByIDAnyBot reads a broadcast for the fan-out, which knows only its id.
 func (s *Store) broadcastByIDAnyBot(ctx context.Context, q Querier, id int64) (Broadcast, error) {
 	b, err := scanBroadcast(q.QueryRow(ctx, `SELECT `+broadcastCols+` FROM broadcasts WHERE id = $1`, id))
@@ -276,12 +306,12 @@ func (s *Store) BroadcastForFanOut(ctx context.Context, id int64) (Broadcast, er
 }
 
 // Broadcasts lists a bot's broadcasts, newest first, before the cursor id (0: from the
-// newest).
+// newest), without their stored requests (Request is nil).
 func (s *Store) Broadcasts(ctx context.Context, botID, before int64, limit int) ([]Broadcast, error) {
 	if before <= 0 {
 		before = 1<<63 - 1
 	}
-	rows, err := s.r.Query(ctx, `SELECT `+broadcastCols+` FROM broadcasts WHERE bot_id = $1 AND id < $2 AND status <> 'ACCEPTING'
+	rows, err := s.r.Query(ctx, `SELECT `+broadcastHeadCols+` FROM broadcasts WHERE bot_id = $1 AND id < $2 AND status <> 'ACCEPTING'
 		ORDER BY id DESC LIMIT $3`,
 		botID, before, limit)
 	if err != nil {
