@@ -264,17 +264,16 @@ const recipientRowsPerInsert = 500
 
 // BroadcastByID returns a bot's broadcast.
 func (s *Store) BroadcastByID(ctx context.Context, botID, id int64) (Broadcast, error) {
-	b, err := scanBroadcast(s.r.QueryRow(ctx, `SELECT `+broadcastCols+` FROM broadcasts WHERE id = $1 AND bot_id = $2
-		AND status <> 'ACCEPTING'`, id, botID))
-	if err != nil {
-		return Broadcast{}, fmt.Errorf("broadcast #%d: %w", id, err)
-	}
-	return b, nil
+	return s.botBroadcast(ctx, broadcastCols, botID, id)
 }
 
 // BroadcastHeadByID is BroadcastByID without the stored request (Request is nil).
 func (s *Store) BroadcastHeadByID(ctx context.Context, botID, id int64) (Broadcast, error) {
-	b, err := scanBroadcast(s.r.QueryRow(ctx, `SELECT `+broadcastHeadCols+` FROM broadcasts WHERE id = $1 AND bot_id = $2
+	return s.botBroadcast(ctx, broadcastHeadCols, botID, id)
+}
+
+func (s *Store) botBroadcast(ctx context.Context, cols string, botID, id int64) (Broadcast, error) {
+	b, err := scanBroadcast(s.r.QueryRow(ctx, `SELECT `+cols+` FROM broadcasts WHERE id = $1 AND bot_id = $2
 		AND status <> 'ACCEPTING'`, id, botID))
 	if err != nil {
 		return Broadcast{}, fmt.Errorf("broadcast #%d: %w", id, err)
