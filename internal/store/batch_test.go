@@ -150,8 +150,8 @@ func TestBatcherBulkTransactionCommitsEarly(t *testing.T) {
 }
 
 // TestBatcherBulkHasItsOwnWriter: on PostgreSQL an interactive operation commits while
-// bulk work is in the middle of an operation, even with one interactive writer, instead
-// of waiting for it; and a bulk transaction does not wait for writers taking turns.
+// bulk work is in the middle of an operation, even with one interactive writer and the
+// writers taking turns (the bulk writer takes no turn), instead of waiting for it.
 func TestBatcherBulkHasItsOwnWriter(t *testing.T) {
 	if storetest.PostgresURL() == "" {
 		t.Skipf("%s is not set: this test needs PostgreSQL", storetest.EnvPostgres)
