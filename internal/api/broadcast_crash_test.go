@@ -69,7 +69,7 @@ func (c *crashEnv) broadcastState(id int64) (string, store.BroadcastTotals) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	tot, err := c.st.BroadcastTotals(ctx, b, 1)
+	tot, err := c.st.BroadcastTotals(ctx, b)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -91,11 +91,9 @@ type Service struct {
 	// lastDrop is when the sweeper last looked for abandoned acceptances.
 	lastDrop time.Time
 
-	totalsMu    sync.Mutex
-	totalsCache map[int64]cachedTotals
-	summaryMu   sync.Mutex
-	summaries   map[int64]cachedSummary // by broadcast id; see summaryRequest
-	stopped     chan struct{}
+	summaryMu sync.Mutex
+	summaries map[int64]cachedSummary // by broadcast id; see summaryRequest
+	stopped   chan struct{}
 }
 
 // New returns a Service; Start begins publishing.
@@ -125,7 +123,7 @@ func New(cfg Config) *Service {
 		cfg.Now = time.Now
 	}
 	return &Service{st: cfg.Store, cfg: cfg, log: cfg.Log, kick: make(chan struct{}, 1),
-		slots: make(chan struct{}, cfg.Concurrent), stopped: make(chan struct{}), totalsCache: map[int64]cachedTotals{}, summaries: map[int64]cachedSummary{}}
+		slots: make(chan struct{}, cfg.Concurrent), stopped: make(chan struct{}), summaries: map[int64]cachedSummary{}}
 }
 
 // Max is the most recipients a broadcast may have.
@@ -305,11 +303,7 @@ func (s *Service) view(ctx context.Context, b store.Broadcast, summary bool) (Vi
 	if err := json.Unmarshal(request, &v); err != nil {
 		return nil, fmt.Errorf("broadcast #%d request: %w", b.ID, err)
 	}
-	cs, err := storedContents(b)
-	if err != nil {
-		return nil, err
-	}
-	totals, err := s.totals(ctx, b, len(cs))
+	totals, err := s.st.BroadcastTotals(ctx, b)
 	if err != nil {
 		return nil, err
 	}
@@ -406,55 +400,6 @@ func withoutField(object []byte, name string) (map[string]json.RawMessage, error
 	}
 	delete(fields, name)
 	return fields, nil
-}
-
-// totalsCacheShare bounds the share of the time a server spends counting the
-// recipients of a broadcast that clients poll: a count that took d is reused for
-// d/totalsCacheShare, however often they ask. A small broadcast's totals are thus
-// live; a 100,000-recipient one's are a second or two old at most.
-const (
-	totalsCacheShare = 0.05
-	maxCachedTotals  = 1024
-)
-
-type cachedTotals struct {
-	// The broadcast's status and update time when counted: a change counts again.
-	status    string
-	updatedAt int64
-	until     time.Time
-	totals    store.BroadcastTotals
-}
-
-// totals counts a broadcast's recipients by status, or reuses a recent count: counting
-// reads every recipient and their last message, which for a large broadcast is far too
-// much to do on every look.
-func (s *Service) totals(ctx context.Context, b store.Broadcast, messages int) (store.BroadcastTotals, error) {
-	now := time.Now()
-	s.totalsMu.Lock()
-	c, ok := s.totalsCache[b.ID]
-	s.totalsMu.Unlock()
-	if ok && c.status == b.Status && c.updatedAt == b.UpdatedAt && now.Before(c.until) {
-		return c.totals, nil
-	}
-	t, err := s.st.BroadcastTotals(ctx, b, messages)
-	if err != nil {
-		return t, err
-	}
-	took := time.Since(now)
-	s.totalsMu.Lock()
-	defer s.totalsMu.Unlock()
-	if len(s.totalsCache) >= maxCachedTotals {
-		for id, c := range s.totalsCache {
-			if now.After(c.until) {
-				delete(s.totalsCache, id)
-			}
-		}
-	}
-	if len(s.totalsCache) < maxCachedTotals {
-		age := time.Duration(float64(took) / totalsCacheShare)
-		s.totalsCache[b.ID] = cachedTotals{status: b.Status, updatedAt: b.UpdatedAt, until: now.Add(age), totals: t}
-	}
-	return t, nil
 }
 
 // List returns a bot's broadcasts in summary (without their recipient lists), newest

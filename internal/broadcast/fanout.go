@@ -214,7 +214,7 @@ func (f *fanOut) move(ctx context.Context, seqs []int, from, to, why string) (ma
 	for i := range chunks {
 		chunk := seqs[i*markRows : min((i+1)*markRows, len(seqs))]
 		ops[i] = func(ctx context.Context, tx store.Tx) (err error) {
-			chunks[i], err = f.s.st.MarkRecipients(ctx, tx, f.b.ID, chunk, from, to, why)
+			chunks[i], err = f.s.st.MarkRecipients(ctx, tx, f.b, len(f.contents), chunk, from, to, why)
 			return err
 		}
 	}

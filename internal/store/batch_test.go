@@ -51,8 +51,13 @@ func TestBatcherOutlivesTheCaller(t *testing.T) {
 
 // TestBatcherBulkYields floods the bulk lane, then submits one interactive operation: it
 // commits ahead of the queued bulk work, behind at most two transactions' share of it.
+// On PostgreSQL the bulk writer commits on while the interactive one does, so the count
+// says nothing there (one run in ten saw 9–11); TestBatcherBulkHasItsOwnWriter covers it.
 func TestBatcherBulkYields(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		if st.Dialect() == store.Postgres {
+			t.Skip("on PostgreSQL the bulk lane has a writer of its own")
+		}
 		ctx := context.Background()
 		b := st.NewBatcher(1, 32) // one writer; at most 2 bulk operations a transaction
 		defer b.Close()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -341,7 +342,7 @@ type BroadcastTotals struct {
 }
 
 // recipientStatusSQL is a recipient's status as shown: a sent recipient takes its last
-// message's delivery status.
+// message's delivery status (shownWhenSent).
 const recipientStatusSQL = `CASE WHEN r.status = 'sent' AND m.status IN ('delivered', 'read', 'failed') THEN m.status
 	WHEN r.status = 'sending' THEN 'queued' ELSE r.status END`
 
@@ -350,42 +351,20 @@ const recipientStatusSQL = `CASE WHEN r.status = 'sent' AND m.status IN ('delive
 const recipientMessageJoin = `LEFT JOIN messages m ON r.status = 'sent' AND m.bot_id = $2
 	AND m.send_key = CAST($3 AS TEXT) || r.seq`
 
-// BroadcastTotals counts the recipients of a broadcast of messages messages.
-func (s *Store) BroadcastTotals(ctx context.Context, b Broadcast, messages int) (BroadcastTotals, error) {
-	id := b.ID
-	rows, err := s.r.Query(ctx, `SELECT `+recipientStatusSQL+` AS st, COUNT(*) FROM broadcast_recipients r `+recipientMessageJoin+`
-		WHERE r.broadcast_id = $1 GROUP BY st`, id, b.BotID, broadcastKeyPrefix(id, messages-1))
-	if err != nil {
-		return BroadcastTotals{}, fmt.Errorf("count recipients of broadcast #%d: %w", id, err)
+// BroadcastTotals counts the recipients of a broadcast by the status they show, from its
+// tally: one row, however many recipients it has.
+func (s *Store) BroadcastTotals(ctx context.Context, b Broadcast) (BroadcastTotals, error) {
+	t := BroadcastTotals{Recipients: b.Recipients}
+	err := s.r.QueryRow(ctx, `SELECT n_sent, n_delivered, n_read, n_failed, n_cancelled FROM broadcast_tallies
+		WHERE broadcast_id = $1`, b.ID).Scan(&t.Sent, &t.Delivered, &t.Read, &t.Failed, &t.Cancelled)
+	if err != nil && !errors.Is(err, ErrNotFound) { // no tally: every recipient is queued
+		return BroadcastTotals{}, fmt.Errorf("totals of broadcast #%d: %w", b.ID, err)
 	}
-	defer rows.Close()
-	var t BroadcastTotals
-	for rows.Next() {
-		var st string
-		var n int
-		if err := rows.Scan(&st, &n); err != nil {
-			return BroadcastTotals{}, fmt.Errorf("count recipients of broadcast #%d: %w", id, err)
-		}
-		t.Recipients += n
-		switch st {
-		case RecipientQueued:
-			t.Queued += n
-		case "read":
-			t.Read += n
-			t.Delivered += n
-			t.Sent += n
-		case "delivered":
-			t.Delivered += n
-			t.Sent += n
-		case RecipientSent:
-			t.Sent += n
-		case RecipientFailed:
-			t.Failed += n
-		case RecipientCancelled:
-			t.Cancelled += n
-		}
-	}
-	return t, rows.Err()
+	// Queued includes those being sent to; sent, delivered and read are cumulative.
+	t.Queued = t.Recipients - t.Sent - t.Delivered - t.Read - t.Failed - t.Cancelled
+	t.Delivered += t.Read
+	t.Sent += t.Delivered
+	return t, nil
 }
 
 // BroadcastRecipient is one recipient as listed.
@@ -481,9 +460,12 @@ func (s *Store) CancelBroadcast(ctx context.Context, botID, id int64) (string, e
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE broadcast_recipients SET status = 'cancelled', updated_at = $2
+		n, err := tx.Exec(ctx, `UPDATE broadcast_recipients SET status = 'cancelled', updated_at = $2
 			WHERE broadcast_id = $1 AND status = 'queued'`, id, now)
-		return err
+		if err != nil {
+			return err
+		}
+		return addToTally(ctx, tx, id, map[string]int{RecipientCancelled: int(n)})
 	})
 	if err != nil {
 		return "", fmt.Errorf("cancel broadcast #%d: %w", id, err)
@@ -569,39 +551,175 @@ func (s *Store) NextRecipients(ctx context.Context, botID, id int64, status stri
 	return out, rows.Err()
 }
 
-// MarkRecipients moves recipients (by seq) from one status to another in one
-// statement, setting their error, and returns the seqs it moved: a recipient no
-// longer in status from (cancelled meanwhile, say) is left alone.
-func (s *Store) MarkRecipients(ctx context.Context, q Querier, id int64, seqs []int, from, to, errText string) (map[int]bool, error) {
+// MarkRecipients moves recipients (by seq) of broadcast b, whose recipients get
+// messages messages each, from one status to another in one statement, setting their
+// error, and returns the seqs it moved: a recipient no longer in status from (cancelled
+// meanwhile, say) is left alone. The broadcast's tally moves with them; a recipient
+// marked sent is counted by its last message's delivery status, which a provider may
+// have reported already.
+func (s *Store) MarkRecipients(ctx context.Context, q Querier, b Broadcast, messages int, seqs []int, from, to, errText string) (map[int]bool, error) {
 	won := make(map[int]bool, len(seqs))
 	if len(seqs) == 0 {
 		return won, nil
 	}
-	var b strings.Builder
-	args := []any{id, from, to, errText, nowMS()}
-	b.WriteString(`UPDATE broadcast_recipients SET status = $3, error = $4, updated_at = $5
+	var sql strings.Builder
+	args := []any{b.ID, from, to, errText, nowMS()}
+	sql.WriteString(`UPDATE broadcast_recipients SET status = $3, error = $4, updated_at = $5
 		WHERE broadcast_id = $1 AND status = $2 AND seq IN (`)
 	for i, seq := range seqs {
 		if i > 0 {
-			b.WriteByte(',')
+			sql.WriteByte(',')
 		}
 		args = append(args, seq)
-		b.WriteString("$" + strconv.Itoa(len(args)))
+		sql.WriteString("$" + strconv.Itoa(len(args)))
 	}
-	b.WriteString(`) RETURNING seq`)
-	rows, err := q.Query(ctx, b.String(), args...)
+	sql.WriteString(`) RETURNING seq`)
+	rows, err := q.Query(ctx, sql.String(), args...)
+	if err == nil {
+		err = collectSeqs(rows, won)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("update recipients of broadcast #%d: %w", id, err)
+		return nil, fmt.Errorf("update recipients of broadcast #%d: %w", b.ID, err)
 	}
+	if len(won) == 0 {
+		return won, nil
+	}
+	delta := map[string]int{from: -len(won)}
+	if to == RecipientSent {
+		shown, err := lastMessagesShown(ctx, q, b.BotID, broadcastKeyPrefix(b.ID, messages-1), won)
+		if err != nil {
+			return nil, fmt.Errorf("update recipients of broadcast #%d: %w", b.ID, err)
+		}
+		for st, n := range shown {
+			delta[st] += n
+		}
+	} else {
+		delta[to] += len(won)
+	}
+	if err := addToTally(ctx, q, b.ID, delta); err != nil {
+		return nil, err
+	}
+	return won, nil
+}
+
+// collectSeqs reads rows of seqs into a set, and closes them.
+func collectSeqs(rows Rows, into map[int]bool) error {
 	defer rows.Close()
 	for rows.Next() {
 		var seq int
 		if err := rows.Scan(&seq); err != nil {
-			return nil, fmt.Errorf("update recipients of broadcast #%d: %w", id, err)
+			return err
 		}
-		won[seq] = true
+		into[seq] = true
 	}
-	return won, rows.Err()
+	return rows.Err()
+}
+
+// lastMessagesShown counts the recipients seqs of a broadcast by the status their last
+// message (key lastKey+seq) gives them once sent (see shownWhenSent).
+func lastMessagesShown(ctx context.Context, q Querier, botID int64, lastKey string, seqs map[int]bool) (map[string]int, error) {
+	var sql strings.Builder
+	args := []any{botID}
+	sql.WriteString(`SELECT status FROM messages WHERE bot_id = $1 AND send_key IN (`)
+	for seq := range seqs {
+		if len(args) > 1 {
+			sql.WriteByte(',')
+		}
+		args = append(args, lastKey+strconv.Itoa(seq))
+		sql.WriteString("$" + strconv.Itoa(len(args)))
+	}
+	sql.WriteByte(')')
+	rows, err := q.Query(ctx, sql.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("last messages: %w", err)
+	}
+	defer rows.Close()
+	shown := map[string]int{RecipientSent: len(seqs)} // a message not found leaves "sent"
+	for rows.Next() {
+		var st string
+		if err := rows.Scan(&st); err != nil {
+			return nil, fmt.Errorf("last messages: %w", err)
+		}
+		if to := shownWhenSent(st); to != RecipientSent {
+			shown[RecipientSent]--
+			shown[to]++
+		}
+	}
+	return shown, rows.Err()
+}
+
+// shownWhenSent is the status a sent recipient shows, given its last message's: the
+// provider's delivery status, once it reported one.
+func shownWhenSent(messageStatus string) string {
+	switch messageStatus {
+	case MsgDelivered, MsgRead, MsgFailed:
+		return messageStatus
+	}
+	return RecipientSent
+}
+
+// addToTally changes broadcast id's counts by delta (status shown → change). Queued and
+// sending are not counted (see broadcast_tallies), so moves between them cost nothing.
+// The tally is one row, so a statement that moves recipients waits for at most one
+// other's lock on it, and never deadlocks there.
+func addToTally(ctx context.Context, q Querier, id int64, delta map[string]int) error {
+	kept := []int{delta[RecipientSent], delta[MsgDelivered], delta[MsgRead], delta[RecipientFailed], delta[RecipientCancelled]}
+	if !slices.ContainsFunc(kept, func(n int) bool { return n != 0 }) {
+		return nil
+	}
+	_, err := q.Exec(ctx, `INSERT INTO broadcast_tallies (broadcast_id, n_sent, n_delivered, n_read, n_failed, n_cancelled)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (broadcast_id) DO UPDATE SET
+		n_sent = broadcast_tallies.n_sent + excluded.n_sent, n_delivered = broadcast_tallies.n_delivered + excluded.n_delivered,
+		n_read = broadcast_tallies.n_read + excluded.n_read, n_failed = broadcast_tallies.n_failed + excluded.n_failed,
+		n_cancelled = broadcast_tallies.n_cancelled + excluded.n_cancelled`, id, kept[0], kept[1], kept[2], kept[3], kept[4])
+	if err != nil {
+		return fmt.Errorf("tally of broadcast #%d: %w", id, err)
+	}
+	return nil
+}
+
+// retallyDelivery moves a sent recipient of a broadcast in its broadcast's tally when a
+// delivery status changes its last message (key) from status was to is. Messages that
+// are not a broadcast's, not a recipient's last, or whose recipient is not marked sent
+// yet change nothing: MarkRecipients counts the latter by the status they have then.
+func (s *Store) retallyDelivery(ctx context.Context, q Querier, key, was, is string) error {
+	id, i, seq, ok := parseBroadcastSendKey(key)
+	if !ok || shownWhenSent(was) == shownWhenSent(is) {
+		return nil
+	}
+	var content string
+	var status string
+	// On PostgreSQL the recipient's row is locked, so that a MarkRecipients running
+	// beside this either counted the new status or waits and is seen here as sent.
+	err := q.QueryRow(ctx, `SELECT b.content, r.status FROM broadcast_recipients r JOIN broadcasts b ON b.id = r.broadcast_id
+		WHERE r.broadcast_id = $1 AND r.seq = $2`+s.forUpdateOf("r"), id, seq).Scan(&content, &status)
+	if errors.Is(err, ErrNotFound) {
+		return nil // deleted by retention
+	}
+	if err != nil {
+		return fmt.Errorf("recipient %d of broadcast #%d: %w", seq, id, err)
+	}
+	var contents []json.RawMessage
+	if err := json.Unmarshal([]byte(content), &contents); err != nil {
+		return fmt.Errorf("broadcast #%d content: %w", id, err)
+	}
+	if status != RecipientSent || i != len(contents)-1 {
+		return nil
+	}
+	return addToTally(ctx, q, id, map[string]int{shownWhenSent(was): -1, shownWhenSent(is): 1})
+}
+
+// parseBroadcastSendKey takes BroadcastSendKey apart.
+func parseBroadcastSendKey(key string) (id int64, i, seq int, ok bool) {
+	rest, found := strings.CutPrefix(key, "broadcast:")
+	parts := strings.Split(rest, ":")
+	if !found || len(parts) != 3 {
+		return 0, 0, 0, false
+	}
+	id, err1 := strconv.ParseInt(parts[0], 10, 64)
+	i, err2 := strconv.Atoi(parts[1])
+	seq, err3 := strconv.Atoi(parts[2])
+	return id, i, seq, err1 == nil && err2 == nil && err3 == nil
 }
 
 // FinishBroadcast marks a publishing broadcast owned by me as published when no

@@ -36,3 +36,42 @@ func (s *Store) MigrateDownTo(ctx context.Context, version int64) error {
 
 // ClaimOrphanSendsSQL is the sends sweep's statement.
 func (s *Store) ClaimOrphanSendsSQL() string { return s.claimOrphanSendsSQL() }
+
+// RecountBroadcast counts a broadcast's recipients as totals were counted before the
+// tally: every recipient and its last message (of messages). Tests check the tally
+// against it.
+func (s *Store) RecountBroadcast(ctx context.Context, b Broadcast, messages int) (BroadcastTotals, error) {
+	rows, err := s.r.Query(ctx, `SELECT `+recipientStatusSQL+` AS st, COUNT(*) FROM broadcast_recipients r `+recipientMessageJoin+`
+		WHERE r.broadcast_id = $1 GROUP BY st`, b.ID, b.BotID, broadcastKeyPrefix(b.ID, messages-1))
+	if err != nil {
+		return BroadcastTotals{}, err
+	}
+	defer rows.Close()
+	var t BroadcastTotals
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return BroadcastTotals{}, err
+		}
+		t.Recipients += n
+		switch st {
+		case RecipientQueued:
+			t.Queued += n
+		case MsgRead:
+			t.Read += n
+			t.Delivered += n
+			t.Sent += n
+		case MsgDelivered:
+			t.Delivered += n
+			t.Sent += n
+		case RecipientSent:
+			t.Sent += n
+		case RecipientFailed:
+			t.Failed += n
+		case RecipientCancelled:
+			t.Cancelled += n
+		}
+	}
+	return t, rows.Err()
+}

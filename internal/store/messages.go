@@ -147,21 +147,51 @@ func (s *Store) SetStepMessageOutcome(ctx context.Context, q Querier, runID stri
 const statusRank = `CASE %s WHEN 'pending' THEN 0 WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 WHEN 'failed' THEN 4 ELSE 0 END`
 
 // ApplyDeliveryStatus updates the message with this provider id to status, unless it
-// already has a later one. It reports whether a stored message was found.
+// already has a later one. It reports whether a stored message was found. A broadcast's
+// message moves its recipient in the broadcast's tally (retallyDelivery) in the same
+// transaction.
 func (s *Store) ApplyDeliveryStatus(ctx context.Context, botID int64, providerID, status, errText string) (bool, error) {
-	n, err := s.w.Exec(ctx, `UPDATE messages SET status = $3, error = CASE WHEN $4 = '' THEN error ELSE $4 END, updated_at = $5
-		WHERE bot_id = $1 AND provider_id = $2 AND `+fmt.Sprintf(statusRank, "status")+` < `+fmt.Sprintf(statusRank, "$3"),
-		botID, providerID, status, errText, nowMS())
+	type stored struct {
+		id          int64
+		status, key string
+	}
+	var found bool
+	err := s.InTx(ctx, func(tx Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, status, COALESCE(send_key, '') FROM messages WHERE bot_id = $1 AND provider_id = $2`+
+			s.forUpdateOf("messages"), botID, providerID)
+		if err != nil {
+			return err
+		}
+		var ms []stored
+		for rows.Next() {
+			var m stored
+			if err := rows.Scan(&m.id, &m.status, &m.key); err != nil {
+				rows.Close()
+				return err
+			}
+			ms = append(ms, m)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		found = len(ms) > 0
+		for _, m := range ms {
+			n, err := tx.Exec(ctx, `UPDATE messages SET status = $2, error = CASE WHEN $3 = '' THEN error ELSE $3 END, updated_at = $4
+				WHERE id = $1 AND `+fmt.Sprintf(statusRank, "status")+` < `+fmt.Sprintf(statusRank, "$2"), m.id, status, errText, nowMS())
+			if err != nil {
+				return err
+			}
+			if n == 1 {
+				if err := s.retallyDelivery(ctx, tx, m.key, m.status, status); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return false, fmt.Errorf("update status of %s: %w", providerID, err)
 	}
-	if n > 0 {
-		return true, nil
-	}
-	// Nothing changed: either the message has a later status already, or it is unknown.
-	var found int
-	if err := s.w.QueryRow(ctx, `SELECT COUNT(*) FROM messages WHERE bot_id = $1 AND provider_id = $2`, botID, providerID).Scan(&found); err != nil {
-		return false, fmt.Errorf("find message %s: %w", providerID, err)
-	}
-	return found > 0, nil
+	return found, nil
 }

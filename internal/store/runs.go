@@ -160,6 +160,15 @@ func (s *Store) skipLocked() string {
 	return ""
 }
 
+// forUpdateOf locks the rows a query reads of table alias until the transaction ends,
+// on PostgreSQL; SQLite's one writer needs no row locks.
+func (s *Store) forUpdateOf(alias string) string {
+	if s.dialect == Postgres {
+		return " FOR UPDATE OF " + alias
+	}
+	return ""
+}
+
 func (s *Store) claimIDs(ctx context.Context, query string, args ...any) ([]string, error) {
 	rows, err := s.w.Query(ctx, query, args...)
 	if err != nil {

@@ -186,6 +186,17 @@ func (s *Store) SettleSend(ctx context.Context, q Querier, id int64, owner, stat
 	if err != nil {
 		return false, fmt.Errorf("settle send #%d: %w", id, err)
 	}
+	if n == 1 && status == MsgFailed {
+		// A broadcast's recipient is marked sent before its message settles only when
+		// the send was resumed after a crash; its tally must then show the failure.
+		var key string
+		if err := q.QueryRow(ctx, `SELECT COALESCE(send_key, '') FROM messages WHERE id = $1`, id).Scan(&key); err != nil {
+			return false, fmt.Errorf("settle send #%d: %w", id, err)
+		}
+		if err := s.retallyDelivery(ctx, q, key, MsgPending, MsgFailed); err != nil {
+			return false, fmt.Errorf("settle send #%d: %w", id, err)
+		}
+	}
 	return n == 1, nil
 }
 
