@@ -49,10 +49,11 @@ func seedRetention(t *testing.T, st *store.Store) {
 		{`INSERT INTO http_steps (flow_id, node_id, calls) VALUES (1, 'call', 2)`, nil},
 		{`INSERT INTO http_step_logs (flow_id, node_id, slot, seq, at, duration_us, method, url, status, detail) VALUES
 			(1, 'call', 1, 1, $1, 5, 'GET', 'http://x', 200, '{}'), (1, 'call', 2, 2, $2, 5, 'GET', 'http://x', 200, '{}')`, []any{week, recent}},
-		{`INSERT INTO broadcasts (id, bot_id, api_version, request, content, channels, status, publish_at, recipients, created_at, updated_at, finished_at) VALUES
-			(1, 1, 1, '{}', '[]', '[]', 'PUBLISHED', $1, 1200, $1, $1, $1),
-			(2, 1, 1, '{}', '[]', '[]', 'CANCELLED', $2, 1, $2, $2, $2),
-			(3, 1, 1, '{}', '[]', '[]', 'SCHEDULED', $3, 1, $1, $1, NULL)`, []any{old, recent, far}},
+		{`INSERT INTO broadcasts (id, bot_id, api_version, content, channels, status, publish_at, recipients, created_at, updated_at, finished_at) VALUES
+			(1, 1, 1, '[]', '[]', 'PUBLISHED', $1, 1200, $1, $1, $1),
+			(2, 1, 1, '[]', '[]', 'CANCELLED', $2, 1, $2, $2, $2),
+			(3, 1, 1, '[]', '[]', 'SCHEDULED', $3, 1, $1, $1, NULL)`, []any{old, recent, far}},
+		{`INSERT INTO broadcast_requests (broadcast_id, request) VALUES (1, '{}'), (2, '{}'), (3, '{}')`, nil},
 		{`WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 1200)
 			INSERT INTO broadcast_recipients (broadcast_id, seq, channel_user_id, status, updated_at) SELECT 1, n, '+1' || n, 'sent', $1 FROM s`, []any{old}},
 		{`INSERT INTO broadcast_recipients (broadcast_id, seq, channel_user_id, status, updated_at) VALUES (2, 1, '+1', 'sent', $1), (3, 1, '+1', 'queued', $1)`, []any{recent}},
@@ -98,6 +99,7 @@ func TestServeRetain(t *testing.T) {
 				`SELECT COUNT(*) FROM http_step_logs WHERE seq = 1`,
 				`SELECT COUNT(*) FROM broadcasts WHERE id = 1`,
 				`SELECT COUNT(*) FROM broadcast_recipients WHERE broadcast_id = 1`,
+				`SELECT COUNT(*) FROM broadcast_requests WHERE broadcast_id = 1`,
 			}
 			deadline := time.Now().Add(60 * time.Second)
 			for _, q := range gone {
@@ -119,6 +121,7 @@ func TestServeRetain(t *testing.T) {
 				`SELECT COUNT(*) FROM http_step_logs WHERE seq = 2`:                      1,
 				`SELECT COUNT(*) FROM broadcasts WHERE id IN (2, 3)`:                     2,
 				`SELECT COUNT(*) FROM broadcast_recipients WHERE broadcast_id IN (2, 3)`: 2,
+				`SELECT COUNT(*) FROM broadcast_requests WHERE broadcast_id IN (2, 3)`:   2,
 				`SELECT calls FROM http_steps`:                                           2,
 			} {
 				if got := count(q); got != want {

@@ -62,9 +62,13 @@ type Broadcast struct {
 
 // broadcastCols are a broadcast's columns; broadcastHeadCols leave out its stored
 // request (read as empty), which for a large broadcast is megabytes of recipient list
-// that a summary, a page of recipients or a list of broadcasts does not show.
+// that a summary, a page of recipients or a list of broadcasts does not show. The
+// request has a table of its own (broadcast_requests), so that a change of status does
+// not rewrite it: on SQLite, an update of a 100,000-recipient broadcast's row held the
+// writer for 9 ms.
 const (
-	broadcastCols     = broadcastColsHead + `request` + broadcastColsTail
+	broadcastCols = broadcastColsHead + `COALESCE((SELECT request FROM broadcast_requests WHERE broadcast_id = broadcasts.id), '')` +
+		broadcastColsTail
 	broadcastHeadCols = broadcastColsHead + `'' AS request` + broadcastColsTail
 	broadcastColsHead = `id, bot_id, api_version, title, `
 	broadcastColsTail = `, content, channels, status, publish_at, owner, recipients, error, created_at, updated_at, finished_at`
@@ -147,10 +151,15 @@ func (s *Store) BeginBroadcast(ctx context.Context, nb NewBroadcast, owner strin
 			own = &owner
 		}
 		b := nb.Broadcast
-		return tx.QueryRow(ctx, `INSERT INTO broadcasts (bot_id, api_version, title, request, content, channels, status, publish_at,
-			recipients, idem_key, owner, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'ACCEPTING', $7, $8, $9, $10, $11, $11) RETURNING id`,
-			b.BotID, b.APIVersion, b.Title, string(b.Request), string(b.Content), string(channels), b.PublishAt,
+		err = tx.QueryRow(ctx, `INSERT INTO broadcasts (bot_id, api_version, title, content, channels, status, publish_at,
+			recipients, idem_key, owner, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'ACCEPTING', $6, $7, $8, $9, $10, $10) RETURNING id`,
+			b.BotID, b.APIVersion, b.Title, string(b.Content), string(channels), b.PublishAt,
 			len(nb.RecipientIDs), key, own, b.CreatedAt).Scan(&id)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO broadcast_requests (broadcast_id, request) VALUES ($1, $2)`, id, string(b.Request))
+		return err
 	})
 	if errors.Is(err, ErrBroadcastAccepting) {
 		return 0, false, err
@@ -285,7 +294,8 @@ func (s *Store) botBroadcast(ctx context.Context, cols string, botID, id int64) 
 // BroadcastRequest reads the stored request of a broadcast.
 func (s *Store) BroadcastRequest(ctx context.Context, botID, id int64) ([]byte, error) {
 	var req string
-	if err := s.r.QueryRow(ctx, `SELECT request FROM broadcasts WHERE id = $1 AND bot_id = $2`, id, botID).Scan(&req); err != nil {
+	if err := s.r.QueryRow(ctx, `SELECT r.request FROM broadcast_requests r JOIN broadcasts b ON b.id = r.broadcast_id
+		WHERE b.id = $1 AND b.bot_id = $2`, id, botID).Scan(&req); err != nil {
 		return nil, fmt.Errorf("request of broadcast #%d: %w", id, err)
 	}
 	return []byte(req), nil

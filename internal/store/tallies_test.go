@@ -14,8 +14,9 @@ import (
 // sent, one for a message that is not their last, a late one that must not undo a read,
 // a send that fails on settling after its recipient was marked sent (a resumed send),
 // and a cancellation. After each step the totals, read from the tally, must equal a
-// count of every recipient and its last message. Then the tally's migration is rolled
-// back and applied again: its backfill must count the same.
+// count of every recipient and its last message. Then the tally's migration and the
+// next (the request in a table of its own) are rolled back and applied again: the
+// backfill must count the same, and the request come through.
 func TestBroadcastTallies(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
@@ -36,7 +37,7 @@ func TestBroadcastTallies(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		id, _, err := st.BeginBroadcast(ctx, store.NewBroadcast{Broadcast: store.Broadcast{BotID: bot.ID, APIVersion: 1, Request: []byte(`{}`),
+		id, _, err := st.BeginBroadcast(ctx, store.NewBroadcast{Broadcast: store.Broadcast{BotID: bot.ID, APIVersion: 1, Request: []byte(`{"broadcastTitle": "tallied"}`),
 			Content: []byte(`[{"type": "text"}, {"type": "text"}]`), Channels: []string{"whatsapp"}, PublishAt: 1, CreatedAt: 1}, RecipientIDs: ids}, "me", 0)
 		if err != nil {
 			t.Fatal(err)
@@ -134,6 +135,9 @@ func TestBroadcastTallies(t *testing.T) {
 		}
 		if again := check("backfilled"); again != want {
 			t.Fatalf("backfilled totals %+v, want %+v", again, want)
+		}
+		if req, err := st.BroadcastRequest(ctx, bot.ID, id); err != nil || string(req) != `{"broadcastTitle": "tallied"}` {
+			t.Fatalf("request after the migrations = %s, %v", req, err)
 		}
 	})
 }
