@@ -91,9 +91,7 @@ type Service struct {
 	// lastDrop is when the sweeper last looked for abandoned acceptances.
 	lastDrop time.Time
 
-	summaryMu sync.Mutex
-	summaries map[int64]cachedSummary // by broadcast id; see summaryRequest
-	stopped   chan struct{}
+	stopped chan struct{}
 }
 
 // New returns a Service; Start begins publishing.
@@ -123,7 +121,7 @@ func New(cfg Config) *Service {
 		cfg.Now = time.Now
 	}
 	return &Service{st: cfg.Store, cfg: cfg, log: cfg.Log, kick: make(chan struct{}, 1),
-		slots: make(chan struct{}, cfg.Concurrent), stopped: make(chan struct{}), summaries: map[int64]cachedSummary{}}
+		slots: make(chan struct{}, cfg.Concurrent), stopped: make(chan struct{})}
 }
 
 // Max is the most recipients a broadcast may have.
@@ -150,8 +148,12 @@ func (s *Service) Create(ctx context.Context, botID int64, p *Plan, idempotencyK
 	if err != nil {
 		return nil, false, fmt.Errorf("encode broadcast content: %w", err)
 	}
+	summary, err := withoutRecipientLists(p.Request)
+	if err != nil {
+		return nil, false, fmt.Errorf("summarize broadcast request: %w", err)
+	}
 	nb := store.NewBroadcast{
-		Broadcast: store.Broadcast{BotID: botID, APIVersion: p.APIVersion, Title: p.Title, Request: p.Request, Content: content,
+		Broadcast: store.Broadcast{BotID: botID, APIVersion: p.APIVersion, Title: p.Title, Request: p.Request, Summary: summary, Content: content,
 			Channels: p.Channels, PublishAt: p.PublishAt.UnixMilli(), CreatedAt: now.UnixMilli()},
 		RecipientIDs: p.Recipients, IdempotencyKey: idempotencyKey,
 	}
@@ -276,7 +278,7 @@ func (s *Service) wake() {
 func (s *Service) Get(ctx context.Context, botID, id int64, summary bool) (View, error) {
 	read := s.st.BroadcastByID
 	if summary {
-		read = s.st.BroadcastHeadByID // the request, if needed, comes from summaryRequest
+		read = s.st.BroadcastHeadByID // the summary is all it shows
 	}
 	b, err := read(ctx, botID, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -294,10 +296,7 @@ func (s *Service) Get(ctx context.Context, botID, id int64, summary bool) (View,
 func (s *Service) view(ctx context.Context, b store.Broadcast, summary bool) (View, error) {
 	request := b.Request
 	if summary {
-		var err error
-		if request, err = s.summaryRequest(ctx, b); err != nil {
-			return nil, fmt.Errorf("broadcast #%d request: %w", b.ID, err)
-		}
+		request = b.Summary
 	}
 	v := View{}
 	if err := json.Unmarshal(request, &v); err != nil {
@@ -321,51 +320,9 @@ func (s *Service) view(ctx context.Context, b store.Broadcast, summary bool) (Vi
 	return v, nil
 }
 
-// maxCachedSummaries bounds the summaries kept (a few hundred bytes each).
-const maxCachedSummaries = 1024
-
-// cachedSummary is a broadcast's summary request, with when the broadcast was created:
-// SQLite may give a new broadcast the id of one deleted.
-type cachedSummary struct {
-	createdAt int64
-	request   []byte
-}
-
-// summaryRequest is a broadcast's request without its recipient lists. A request never
-// changes once stored, so the result is kept: a client polling a 100,000-recipient
-// broadcast's summary would otherwise have the server read its 1.5 MB and take it apart
-// each time. b's request is read from the store if b came without it.
-func (s *Service) summaryRequest(ctx context.Context, b store.Broadcast) ([]byte, error) {
-	s.summaryMu.Lock()
-	cached, ok := s.summaries[b.ID]
-	s.summaryMu.Unlock()
-	if ok && cached.createdAt == b.CreatedAt {
-		return cached.request, nil
-	}
-	request := b.Request
-	if request == nil {
-		var err error
-		if request, err = s.st.BroadcastRequest(ctx, b.BotID, b.ID); err != nil {
-			return nil, err
-		}
-	}
-	summary, err := withoutRecipientLists(request)
-	if err != nil {
-		return nil, err
-	}
-	s.summaryMu.Lock()
-	defer s.summaryMu.Unlock()
-	if len(s.summaries) >= maxCachedSummaries {
-		clear(s.summaries)
-	}
-	s.summaries[b.ID] = cachedSummary{createdAt: b.CreatedAt, request: summary}
-	return summary, nil
-}
-
-// withoutRecipientLists is a stored request without users and
-// audience.rule.channelUserIds, taken out before the rest is decoded: decoding a list of
-// 100,000 recipients into values, only to drop it, was most of what a poll of a large
-// broadcast cost.
+// withoutRecipientLists is a request without users and audience.rule.channelUserIds
+// (Broadcast.Summary), taken out before the rest is decoded: decoding a list of 100,000
+// recipients into values, only to drop it, is most of the work.
 func withoutRecipientLists(request []byte) ([]byte, error) {
 	top, err := withoutField(request, "users")
 	if err != nil {

@@ -49,6 +49,9 @@ type Broadcast struct {
 	APIVersion int
 	Title      string
 	Request    []byte
+	// Summary is Request without its recipient lists, made when it was accepted: what a
+	// summary or a list of broadcasts shows.
+	Summary    []byte
 	Content    []byte
 	Channels   []string
 	Status     string
@@ -72,18 +75,18 @@ const (
 		broadcastColsTail
 	broadcastHeadCols = broadcastColsHead + `'' AS request` + broadcastColsTail
 	broadcastColsHead = `id, bot_id, api_version, title, `
-	broadcastColsTail = `, content, channels, status, publish_at, owner, recipients, error, created_at, updated_at, finished_at`
+	broadcastColsTail = `, summary, content, channels, status, publish_at, owner, recipients, error, created_at, updated_at, finished_at`
 )
 
 func scanBroadcast(r Row) (Broadcast, error) {
 	var b Broadcast
-	var req, content, channels string
-	err := r.Scan(&b.ID, &b.BotID, &b.APIVersion, &b.Title, &req, &content, &channels, &b.Status, &b.PublishAt, &b.Owner,
+	var req, summary, content, channels string
+	err := r.Scan(&b.ID, &b.BotID, &b.APIVersion, &b.Title, &req, &summary, &content, &channels, &b.Status, &b.PublishAt, &b.Owner,
 		&b.Recipients, &b.Error, &b.CreatedAt, &b.UpdatedAt, &b.FinishedAt)
 	if err != nil {
 		return Broadcast{}, err
 	}
-	b.Content = []byte(content)
+	b.Summary, b.Content = []byte(summary), []byte(content)
 	if req != "" { // not read (broadcastHeadCols) when empty: a stored request never is
 		b.Request = []byte(req)
 	}
@@ -152,9 +155,9 @@ func (s *Store) BeginBroadcast(ctx context.Context, nb NewBroadcast, owner strin
 			own = &owner
 		}
 		b := nb.Broadcast
-		err = tx.QueryRow(ctx, `INSERT INTO broadcasts (bot_id, api_version, title, content, channels, status, publish_at,
-			recipients, idem_key, owner, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'ACCEPTING', $6, $7, $8, $9, $10, $10) RETURNING id`,
-			b.BotID, b.APIVersion, b.Title, string(b.Content), string(channels), b.PublishAt,
+		err = tx.QueryRow(ctx, `INSERT INTO broadcasts (bot_id, api_version, title, summary, content, channels, status, publish_at,
+			recipients, idem_key, owner, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'ACCEPTING', $7, $8, $9, $10, $11, $11) RETURNING id`,
+			b.BotID, b.APIVersion, b.Title, string(b.Summary), string(b.Content), string(channels), b.PublishAt,
 			len(nb.RecipientIDs), key, own, b.CreatedAt).Scan(&id)
 		if err != nil {
 			return err
@@ -290,16 +293,6 @@ func (s *Store) botBroadcast(ctx context.Context, cols string, botID, id int64) 
 		return Broadcast{}, fmt.Errorf("broadcast #%d: %w", id, err)
 	}
 	return b, nil
-}
-
-// BroadcastRequest reads the stored request of a broadcast.
-func (s *Store) BroadcastRequest(ctx context.Context, botID, id int64) ([]byte, error) {
-	var req string
-	if err := s.r.QueryRow(ctx, `SELECT r.request FROM broadcast_requests r JOIN broadcasts b ON b.id = r.broadcast_id
-		WHERE b.id = $1 AND b.bot_id = $2`, id, botID).Scan(&req); err != nil {
-		return nil, fmt.Errorf("request of broadcast #%d: %w", id, err)
-	}
-	return []byte(req), nil
 }
 
 // broadcastByIDAnyBot reads a broadcast for the fan-out, which knows only its id.

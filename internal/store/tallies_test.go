@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"testing"
 
 	"github.com/parleyhq/parley/internal/store"
@@ -15,8 +17,9 @@ import (
 // a send that fails on settling after its recipient was marked sent (a resumed send),
 // and a cancellation. After each step the totals, read from the tally, must equal a
 // count of every recipient and its last message. Then the tally's migration and the
-// next (the request in a table of its own) are rolled back and applied again: the
-// backfill must count the same, and the request come through.
+// next two (the request in a table of its own, the summary stored) are rolled back and
+// applied again: the backfill must count the same, the request come through, and the
+// summary be made again from it.
 func TestBroadcastTallies(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
@@ -29,6 +32,8 @@ func TestBroadcastTallies(t *testing.T) {
 			t.Fatal(err)
 		}
 		const recipients, messages = 8, 2
+		const request = `{"broadcastTitle": "tallied", "audience": {"rule": {"channels": ["whatsapp"], "channelUserIds": ["919876543200"]}}, "users": []}`
+		const summary = `{"broadcastTitle": "tallied", "audience": {"rule": {"channels": ["whatsapp"]}}}`
 		ids := make([]string, recipients)
 		users := make([]int64, recipients)
 		for i := range ids {
@@ -37,7 +42,7 @@ func TestBroadcastTallies(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		id, _, err := st.BeginBroadcast(ctx, store.NewBroadcast{Broadcast: store.Broadcast{BotID: bot.ID, APIVersion: 1, Request: []byte(`{"broadcastTitle": "tallied"}`),
+		id, _, err := st.BeginBroadcast(ctx, store.NewBroadcast{Broadcast: store.Broadcast{BotID: bot.ID, APIVersion: 1, Request: []byte(request), Summary: []byte(summary),
 			Content: []byte(`[{"type": "text"}, {"type": "text"}]`), Channels: []string{"whatsapp"}, PublishAt: 1, CreatedAt: 1}, RecipientIDs: ids}, "me", 0)
 		if err != nil {
 			t.Fatal(err)
@@ -136,8 +141,23 @@ func TestBroadcastTallies(t *testing.T) {
 		if again := check("backfilled"); again != want {
 			t.Fatalf("backfilled totals %+v, want %+v", again, want)
 		}
-		if req, err := st.BroadcastRequest(ctx, bot.ID, id); err != nil || string(req) != `{"broadcastTitle": "tallied"}` {
-			t.Fatalf("request after the migrations = %s, %v", req, err)
+		after, err := st.BroadcastByID(ctx, bot.ID, id)
+		if err != nil || string(after.Request) != request || !sameJSON(t, after.Summary, summary) {
+			t.Fatalf("after the migrations: request %s, summary %s, %v", after.Request, after.Summary, err)
 		}
 	})
+}
+
+// sameJSON reports whether got holds the same JSON value as want, however spaced and
+// ordered (each engine writes the summary its own way).
+func sameJSON(t *testing.T, got []byte, want string) bool {
+	t.Helper()
+	var g, w any
+	if err := json.Unmarshal(got, &g); err != nil {
+		return false
+	}
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		t.Fatal(err)
+	}
+	return reflect.DeepEqual(g, w)
 }
