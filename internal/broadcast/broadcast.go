@@ -23,6 +23,7 @@ import (
 
 	"github.com/parleyhq/parley/internal/channel"
 	"github.com/parleyhq/parley/internal/engine"
+	"github.com/parleyhq/parley/internal/lowprio"
 	"github.com/parleyhq/parley/internal/msg"
 	"github.com/parleyhq/parley/internal/store"
 )
@@ -498,6 +499,9 @@ func (s *Service) sweep(ctx context.Context) error {
 		s.done.Add(1)
 		go func() {
 			defer func() { <-s.slots; s.done.Done() }()
+			// The fan-out is background work: runs and triggers come first on a busy
+			// machine (its writes, too, run so: store.Batcher). Best effort.
+			_ = lowprio.Pin()
 			if err := s.publish(ctx, id); err != nil && ctx.Err() == nil {
 				s.log.Error("broadcasts: publish", "broadcast", id, "err", err)
 			}
