@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -115,6 +116,10 @@ type Store struct {
 	walLong         atomic.Bool
 	walRestartPages int
 	checkpointEvery time.Duration
+	// walPath is the WAL file, which an idle server shrinks to nothing once it is
+	// longer than walKeepBytes (checkpointLoop).
+	walPath      string
+	walKeepBytes int64
 
 	// PostgreSQL.
 	pool *pgxpool.Pool
@@ -149,6 +154,9 @@ type Options struct {
 	// CheckpointEvery is how often SQLite's WAL is checkpointed in the background
 	// (default 500 ms).
 	CheckpointEvery time.Duration
+	// WALKeepBytes is the SQLite WAL file size past which a server that has stopped
+	// writing empties the file; 0 takes 64 MiB.
+	WALKeepBytes int64
 }
 
 // IsPostgres reports whether dsn names a PostgreSQL database.
@@ -173,11 +181,14 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 // Secrets is the keyring of the database's encrypted secrets (nil when none is set).
 func (s *Store) Secrets() *secret.Keyring { return s.secrets }
 
+// sqliteBusyTimeout is how long a connection waits for another's lock.
+const sqliteBusyTimeout = 10 * time.Second
+
 func sqliteDSN(path string, readOnly bool) string {
 	q := url.Values{}
 	for _, p := range []string{
 		"journal_mode(WAL)",
-		"busy_timeout(10000)",
+		fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()),
 		"synchronous(NORMAL)",
 		"foreign_keys(ON)",
 		// Statement and savepoint journals stay in memory: spilled to a temporary file
@@ -198,8 +209,11 @@ func sqliteDSN(path string, readOnly bool) string {
 		// Checkpoints run in the background (see checkpointLoop) instead of stalling the
 		// commit that happens to cross the WAL's size threshold.
 		q.Add("_pragma", "wal_autocheckpoint(0)")
-		// A WAL file that grew long shrinks back to 64 MiB when it starts over.
-		q.Add("_pragma", "journal_size_limit(67108864)")
+		// No journal_size_limit: SQLite would shrink a long WAL file in the commit that
+		// starts it over, holding the write lock meanwhile, and truncating a file of
+		// pages not yet on disk took 290 ms (bench/broadcast, 300,000 recipients). The
+		// file is reused from its start instead, and emptied once the writes stop
+		// (checkpointLoop).
 		// Take the write lock at BEGIN, so a transaction never fails to upgrade a read
 		// lock: with busy_timeout that makes concurrent writers (the CLI beside a running
 		// server) wait instead of failing.
@@ -241,7 +255,10 @@ func openSQLite(ctx context.Context, path string, opts Options) (*Store, error) 
 	}
 	cp.SetMaxOpenConns(1)
 	s := &Store{dialect: SQLite, writer: w, reader: r, wStmts: newStmtCache(w), checkpointer: cp, stopCheckpoints: make(chan struct{}), checkpointsDone: make(chan struct{}),
-		walRestartPages: opts.WALRestartPages, checkpointEvery: opts.CheckpointEvery}
+		walRestartPages: opts.WALRestartPages, checkpointEvery: opts.CheckpointEvery, walPath: path + "-wal", walKeepBytes: opts.WALKeepBytes}
+	if s.walKeepBytes <= 0 {
+		s.walKeepBytes = defaultWALKeepBytes
+	}
 	if s.walRestartPages <= 0 {
 		s.walRestartPages = defaultWALRestartPages
 	}
@@ -261,6 +278,7 @@ func (s *Store) checkpointLoop() {
 	defer close(s.checkpointsDone)
 	t := time.NewTicker(s.checkpointEvery)
 	defer t.Stop()
+	lastFrames := -1
 	for {
 		select {
 		case <-s.stopCheckpoints:
@@ -269,7 +287,18 @@ func (s *Store) checkpointLoop() {
 		case <-t.C:
 			var busy, frames, copied int
 			err := s.checkpointer.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
-			if err != nil || frames < s.walRestartPages {
+			if err != nil {
+				continue
+			}
+			// Nothing committed since the last look, and all of it copied: the writes
+			// have stopped, and a long WAL file can be emptied without holding anyone up.
+			quiet := frames == lastFrames && copied == frames
+			lastFrames = frames
+			if quiet {
+				s.emptyLongWAL()
+				continue
+			}
+			if frames < s.walRestartPages {
 				continue
 			}
 			// The writer will stop for what is left: first copy what was committed
@@ -286,6 +315,36 @@ func (s *Store) checkpointLoop() {
 			s.walLong.Store(true)
 		}
 	}
+}
+
+// defaultWALKeepBytes is the WAL file size past which an idle server empties it.
+const defaultWALKeepBytes = 64 << 20
+
+// walEmptyWait bounds how long emptying the WAL waits for readers of older snapshots
+// (while it waits, commits wait too); it is tried again at the next quiet look.
+const walEmptyWait = 20 * time.Millisecond
+
+// emptyLongWAL truncates the WAL file to nothing when it is longer than walKeepBytes.
+// Every page in it has been copied to the database by then (the caller saw to it), and
+// a TRUNCATE checkpoint does it under SQLite's locks.
+func (s *Store) emptyLongWAL() {
+	if fi, err := os.Stat(s.walPath); err != nil || fi.Size() <= s.walKeepBytes {
+		return
+	}
+	ctx := context.Background()
+	conn, err := s.checkpointer.Conn(ctx)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	// The connection's busy timeout is lowered for this call only: a writer that comes
+	// meanwhile waits for the checkpoint, which must not wait long itself. (Should the
+	// restore fail, the connection's passive checkpoints never wait anyway.)
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", walEmptyWait.Milliseconds())); err != nil {
+		return
+	}
+	_, _ = conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
+	_, _ = conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", sqliteBusyTimeout.Milliseconds()))
 }
 
 // defaultWALRestartPages is the WAL length (in pages: 1 GiB of 4 KiB pages) past which

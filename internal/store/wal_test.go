@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -120,5 +122,63 @@ func TestWALStartsOverUnderSustainedWrites(t *testing.T) {
 	wg.Wait()
 	if r := slices.Min(ratios); r > maxRatio {
 		t.Fatalf("the WAL held %.2f pages per write made while it was followed (%v); want it to start over (limit %d pages)", r, ratios, limit)
+	}
+}
+
+// TestLongWALIsEmptiedWhenWritesStop: bursts of writes leave a WAL file longer than the
+// store keeps; once they stop, the file is emptied, with every write still in the
+// database. (No commit shrinks it: that held the write lock for 290 ms.)
+func TestLongWALIsEmptiedWhenWritesStop(t *testing.T) {
+	ctx := context.Background()
+	path := storetest.SQLiteDSN(t)
+	const keep = 256 << 10
+	st, err := store.Open(ctx, path, store.Options{WALKeepBytes: keep, CheckpointEvery: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bot := newBot(t, st, "aaaaaaaaaaaaaaaa")
+	walSize := func() int64 {
+		fi, err := os.Stat(path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	// Bursts of writes without a pause long enough for a quiet look, until the WAL
+	// file is well past what the store keeps.
+	const users = 200
+	longest := int64(0)
+	for burst := 0; longest <= 4*keep; burst++ {
+		if burst == 100 {
+			t.Fatalf("the WAL file is %d bytes after %d bursts of writes; want it past %d", longest, burst, 4*keep)
+		}
+		err := st.InTx(ctx, func(tx store.Tx) error {
+			for i := range users {
+				if _, err := st.UpsertUserID(ctx, tx, store.UserUpsert{BotID: bot, ChannelUserID: fmt.Sprint(i), Channel: "whatsapp",
+					Attrs: map[string]string{"burst": fmt.Sprint(burst), "pad": strings.Repeat("x", 500)}}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		longest = max(longest, walSize())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for walSize() > keep {
+		if time.Now().After(deadline) {
+			t.Fatalf("the WAL file is still %d bytes 10 s after the writes stopped; want it at most %d", walSize(), keep)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	u, err := st.UserByChannelID(ctx, bot, fmt.Sprint(users-1))
+	if err != nil || u.Attrs["pad"] == "" {
+		t.Fatalf("a user written before the WAL was emptied = %+v, %v; want it stored", u, err)
 	}
 }
