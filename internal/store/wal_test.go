@@ -25,15 +25,7 @@ func TestWALStartsOverUnderSustainedWrites(t *testing.T) {
 	path := storetest.SQLiteDSN(t)
 	const limit = 200 // pages
 	// Checkpoints every 20 ms: the WAL should start over about every 40 ms.
-	st, err := store.Open(ctx, path, store.Options{MaxConns: 4, WALRestartPages: limit, CheckpointEvery: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	bot := newBot(t, st, "aaaaaaaaaaaaaaaa")
+	st, bot := openWithWAL(t, path, store.Options{MaxConns: 4, WALRestartPages: limit, CheckpointEvery: 20 * time.Millisecond})
 	b := st.NewBatcher(1, 0)
 	defer b.Close()
 
@@ -132,15 +124,7 @@ func TestLongWALIsEmptiedWhenWritesStop(t *testing.T) {
 	ctx := context.Background()
 	path := storetest.SQLiteDSN(t)
 	const keep = 256 << 10
-	st, err := store.Open(ctx, path, store.Options{WALKeepBytes: keep, CheckpointEvery: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	bot := newBot(t, st, "aaaaaaaaaaaaaaaa")
+	st, bot := openWithWAL(t, path, store.Options{WALKeepBytes: keep, CheckpointEvery: 20 * time.Millisecond})
 	walSize := func() int64 {
 		fi, err := os.Stat(path + "-wal")
 		if err != nil {
@@ -181,4 +165,20 @@ func TestLongWALIsEmptiedWhenWritesStop(t *testing.T) {
 	if err != nil || u.Attrs["pad"] == "" {
 		t.Fatalf("a user written before the WAL was emptied = %+v, %v; want it stored", u, err)
 	}
+}
+
+// openWithWAL opens and migrates the SQLite database at path with opts, closed when the
+// test ends, and gives it a bot.
+func openWithWAL(t *testing.T, path string, opts store.Options) (*store.Store, int64) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return st, newBot(t, st, "aaaaaaaaaaaaaaaa")
 }
