@@ -32,57 +32,61 @@ func baseNice(t *testing.T) int {
 }
 
 // TestPinLowersOnlyItsOwnThread pins a goroutine and checks its thread's nice value,
-// then that threads started while it ran (goroutines locked to threads of their own,
-// started from the pinned one) and after it ended keep the normal priority: the kernel
-// copies a thread's nice value into the threads it starts, and Go's threads outlive
-// their goroutines.
+// then that threads started while it ran (from it) and after it ended keep the normal
+// priority: the kernel copies a thread's nice value into the threads it starts, and
+// Go's threads outlive their goroutines.
 func TestPinLowersOnlyItsOwnThread(t *testing.T) {
 	base := baseNice(t)
 	want := min(19, base+lowprio.Nice)
-	const others = 8
-	var pinned int
+	var pinned, during []int
 	var pinErr error
-	seen := make(chan int, others)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		pinErr = lowprio.Pin()
-		pinned = threadNice()
-		var started, release sync.WaitGroup
-		release.Add(1)
-		for range others {
-			started.Add(1)
-			go func() {
-				// Each holds its thread until all have read theirs, so that they are
-				// different threads, several of them new.
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				seen <- threadNice()
-				started.Done()
-				release.Wait()
-			}()
-		}
-		started.Wait()
-		release.Done()
+		pinned = append(pinned, threadNice())
+		during = threadsNice(8)
 	}()
 	<-done
 	if pinErr != nil {
 		t.Fatalf("Pin: %v", pinErr)
 	}
-	if pinned != want {
-		t.Errorf("the pinned thread's nice value = %d; want %d", pinned, want)
+	if pinned[0] != want {
+		t.Errorf("the pinned thread's nice value = %d; want %d", pinned[0], want)
 	}
-	for range others {
-		if n := <-seen; n != base {
-			t.Errorf("a thread started while a goroutine was pinned has nice value %d; want %d", n, base)
+	for when, nices := range map[string][]int{"while": during, "after": threadsNice(8)} {
+		for _, n := range nices {
+			if n != base {
+				t.Errorf("a thread %s a goroutine was pinned has nice value %d; want %d", when, n, base)
+			}
 		}
 	}
-	// The pinned thread exited with its goroutine: no thread of the pool has its priority.
-	for range 4 * runtime.GOMAXPROCS(0) {
-		if n := baseNice(t); n != base {
-			t.Fatalf("after the pinned goroutine ended, a thread of the pool has nice value %d; want %d", n, base)
-		}
+}
+
+// threadsNice starts n goroutines, each locked to a thread of its own until all have
+// read their thread's nice value (so that they are different threads, several of them
+// new), and returns those values.
+func threadsNice(n int) []int {
+	seen := make(chan int, n)
+	var started, release sync.WaitGroup
+	release.Add(1)
+	for range n {
+		started.Add(1)
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			seen <- threadNice()
+			started.Done()
+			release.Wait()
+		}()
 	}
+	started.Wait()
+	release.Done()
+	out := make([]int, n)
+	for i := range out {
+		out[i] = <-seen
+	}
+	return out
 }
 
 // TestWorkerRunsInTheBackground runs functions on a worker: each runs at the lowered
