@@ -164,8 +164,8 @@ func (b *Batcher) loop(own, ops, bulk chan *batchOp) {
 	// A writer of bulk work alone neither takes turns with the others nor commits early
 	// for them: they wait for nothing of its.
 	interactiveWriter := own != nil || ops != nil
-	// Bulk work runs at background priority (see lowprio), which took a third off
-	// another bot's trigger p99 during a 100,000-recipient fan-out on 2 cores
+	// Bulk work runs at background priority (see lowprio): another bot's trigger p99
+	// during a 100,000-recipient fan-out on 2 cores was lower in every pair measured
 	// (bench/broadcast, BENCHMARKS.md). A writer of bulk work alone runs so throughout;
 	// a writer of both lanes (SQLite's one) hands its bulk-only transactions to a worker
 	// that does, started when the first comes. Best effort: a thread whose priority
