@@ -46,6 +46,9 @@ type Sender interface {
 	// Bulk runs fn in a transaction shared with other work, yielding to runs and
 	// triggers.
 	Bulk(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error
+	// Background is Bulk for work no one waits for (the fan-out's), which also rests
+	// while runs and triggers are being committed.
+	Background(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error
 }
 
 // Config configures a Service. Zero values mean the defaults.
@@ -218,7 +221,7 @@ func (s *Service) storeAudience(ctx context.Context, botID, id int64, p *Plan, n
 			return s.st.AddBroadcastRecipients(ctx, tx, id, ids, start, now)
 		})
 	}
-	if err := s.inBulk(ctx, ops); err != nil {
+	if err := s.inBulk(ctx, false, ops); err != nil {
 		return fmt.Errorf("store the recipients of broadcast #%d: %w", id, err)
 	}
 	return nil
@@ -226,12 +229,16 @@ func (s *Service) storeAudience(ctx context.Context, botID, id int64, p *Plan, n
 
 // inBulk runs ops through the engine's bulk lane, each in a transaction shared with
 // other work that runs and triggers overtake, many at once so that a transaction can
-// carry several (without the engine, as in the CLI, each in a transaction of its own).
-// It stops at the first error, or when ctx ends, and returns that.
-func (s *Service) inBulk(ctx context.Context, ops []func(ctx context.Context, tx store.Tx) error) error {
+// carry several (without the engine, as in the CLI, each in a transaction of its own);
+// as background work (Sender.Background) when no one waits for it. It stops at the
+// first error, or when ctx ends, and returns that.
+func (s *Service) inBulk(ctx context.Context, background bool, ops []func(ctx context.Context, tx store.Tx) error) error {
 	write := func(fn func(ctx context.Context, tx store.Tx) error) error {
-		if s.cfg.Sends == nil {
+		switch {
+		case s.cfg.Sends == nil:
 			return s.st.InTx(ctx, func(tx store.Tx) error { return fn(ctx, tx) })
+		case background:
+			return s.cfg.Sends.Background(ctx, fn)
 		}
 		return s.cfg.Sends.Bulk(ctx, fn)
 	}

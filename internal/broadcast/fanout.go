@@ -219,7 +219,7 @@ func (f *fanOut) move(ctx context.Context, seqs []int, from, to, why string) (ma
 		}
 	}
 	// Not cut short by a shutdown: what was sent is recorded as sent.
-	if err := f.s.inBulk(context.WithoutCancel(ctx), ops); err != nil {
+	if err := f.s.inBulk(context.WithoutCancel(ctx), true, ops); err != nil {
 		return nil, err
 	}
 	moved := make(map[int]bool, len(seqs))

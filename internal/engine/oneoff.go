@@ -156,7 +156,8 @@ const bulkChunk = 32
 
 // SendBulk is SendBatch for bulk work (a broadcast's fan-out), which must not hold up
 // runs and triggers: its commits go through the group commit's bulk lane in small
-// chunks, which interactive operations overtake. A chunk that cannot be stored does not
+// chunks, as background work (store.Batcher.DoBackground), which interactive operations
+// overtake. A chunk that cannot be stored does not
 // fail the others: its sends get failed, retryable results (their keys stay free).
 func (e *Engine) SendBulk(ctx context.Context, sends []OneOff) ([]SendResult, error) {
 	return e.sendBatch(ctx, sends, true)
@@ -246,7 +247,7 @@ func (e *Engine) storeBulk(ctx context.Context, items []*oneOff) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := e.batch.DoBulk(ctx, func(ctx context.Context, tx store.Tx) error { return e.storeAll(ctx, tx, chunk) })
+			err := e.batch.DoBackground(ctx, func(ctx context.Context, tx store.Tx) error { return e.storeAll(ctx, tx, chunk) })
 			for _, it := range chunk {
 				it.bulk, it.notStored = true, err
 			}
@@ -256,14 +257,24 @@ func (e *Engine) storeBulk(ctx context.Context, items []*oneOff) {
 }
 
 // Bulk runs fn through the group commit's bulk lane (see store.Batcher.DoBulk), for
-// other bulk writes that must not hold up runs and triggers (a broadcast's recipients
-// as it is accepted). Keep fn to a few rows.
+// other bulk writes that must not hold up runs and triggers and that a caller waits for
+// (a broadcast's recipients as it is accepted). Keep fn to a few rows.
 func (e *Engine) Bulk(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
+	return e.bulk(ctx, e.batch.DoBulk, fn)
+}
+
+// Background is Bulk for work no one waits for (a broadcast's fan-out marking its
+// recipients; see store.Batcher.DoBackground).
+func (e *Engine) Background(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
+	return e.bulk(ctx, e.batch.DoBackground, fn)
+}
+
+func (e *Engine) bulk(ctx context.Context, do func(context.Context, func(context.Context, store.Tx) error) error, fn func(ctx context.Context, tx store.Tx) error) error {
 	if !e.beginSend() {
 		return ErrStopping
 	}
 	defer e.sending.Done()
-	err := e.batch.DoBulk(ctx, fn)
+	err := do(ctx, fn)
 	if errors.Is(err, store.ErrClosed) {
 		return ErrStopping
 	}
@@ -460,7 +471,7 @@ func (e *Engine) deliver(calls []*oneOff) error {
 func (e *Engine) settleOutcome(ctx context.Context, it *oneOff) error {
 	do := e.batch.Do
 	if it.bulk {
-		do = e.batch.DoBulk
+		do = e.batch.DoBackground
 	}
 	err := do(ctx, func(ctx context.Context, tx store.Tx) error { return e.settleSend(ctx, tx, it) })
 	if err != nil {

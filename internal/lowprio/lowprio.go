@@ -6,8 +6,6 @@
 // background work still uses every spare cycle.
 package lowprio
 
-import "sync"
-
 // Nice is how much a background thread's nice value is raised above the process's. At
 // 10 the kernel weighs it about a tenth of a normal thread.
 const Nice = 10
@@ -18,40 +16,3 @@ const Nice = 10
 // lower priority. An error says the priority could not be lowered; the goroutine stays
 // locked and runs at normal priority.
 func Pin() error { return pin() }
-
-// Worker runs functions one at a time on a goroutine pinned at low priority, for a
-// goroutine that must run some of its work in the background and the rest not.
-type Worker struct {
-	fns  chan func()
-	done chan struct{}
-	once sync.Once
-	err  error
-}
-
-// Start starts a worker; stop it with Stop.
-func Start() *Worker {
-	w := &Worker{fns: make(chan func()), done: make(chan struct{})}
-	pinned := make(chan struct{})
-	go func() {
-		w.err = Pin()
-		close(pinned)
-		for fn := range w.fns {
-			fn()
-			w.done <- struct{}{}
-		}
-	}()
-	<-pinned
-	return w
-}
-
-// Err says why the worker runs at normal priority, if it does.
-func (w *Worker) Err() error { return w.err }
-
-// Run runs fn on the worker and returns when it has.
-func (w *Worker) Run(fn func()) {
-	w.fns <- fn
-	<-w.done
-}
-
-// Stop ends the worker (and its thread). Run must not be called after it.
-func (w *Worker) Stop() { w.once.Do(func() { close(w.fns) }) }

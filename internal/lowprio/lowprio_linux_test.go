@@ -88,24 +88,3 @@ func threadsNice(n int) []int {
 	}
 	return out
 }
-
-// TestWorkerRunsInTheBackground runs functions on a worker: each runs at the lowered
-// priority, in turn, and Run returns after it.
-func TestWorkerRunsInTheBackground(t *testing.T) {
-	base := baseNice(t)
-	w := lowprio.Start()
-	defer w.Stop()
-	if err := w.Err(); err != nil {
-		t.Fatalf("Err = %v", err)
-	}
-	for i := range 3 {
-		var got int
-		w.Run(func() { got = threadNice() })
-		if want := min(19, base+lowprio.Nice); got != want {
-			t.Fatalf("run %d: nice value %d on the worker; want %d", i, got, want)
-		}
-	}
-	if n := threadNice(); n != base {
-		t.Fatalf("the caller's nice value after Run = %d; want %d", n, base)
-	}
-}

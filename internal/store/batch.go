@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/parleyhq/parley/internal/lowprio"
 )
@@ -19,9 +20,11 @@ import (
 // Operations come in two lanes. Interactive ones (runs, triggers, inbound messages) go
 // first; bulk ones (a broadcast's fan-out) fill each transaction's remaining room, at
 // most maxBulk of them, so a flood of bulk work never makes an interactive operation
-// wait behind more than a transaction's small share of it. On PostgreSQL, which takes
-// transactions side by side, bulk work has a writer of its own instead, and interactive
-// operations never wait behind it at all.
+// wait behind more than a transaction's small share of it. Background work (a fan-out,
+// which no caller waits for) also leaves SQLite's writer free half the time while runs
+// and triggers come (restAfter). On PostgreSQL, which takes transactions side by side,
+// bulk work has a writer of its own instead, and interactive operations never wait
+// behind it at all.
 //
 // An interactive operation may carry a key (DoKeyed): all operations with the same key
 // go to the same writer, so they share or follow each other's transactions and never
@@ -41,11 +44,17 @@ type Batcher struct {
 	// queued up while the other committed (SetTakeTurns).
 	takeTurns atomic.Bool
 	turn      sync.Mutex
+	// lastInteractive is when the last interactive operation came (UnixNano), for
+	// restAfter.
+	lastInteractive atomic.Int64
 }
 
 type batchOp struct {
 	fn   func(ctx context.Context, tx Tx) error
 	done chan error
+	// background bulk work rests between transactions while runs and triggers are
+	// committed (DoBackground).
+	background bool
 }
 
 // ErrClosed is returned by a Batcher that has been closed.
@@ -111,33 +120,44 @@ func (b *Batcher) TakingTurns() bool { return b.takeTurns.Load() }
 // must not roll back the transaction it shares with other callers' operations, and must
 // not leave the caller unsure whether its operation committed.
 func (b *Batcher) Do(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
-	return b.submit(b.ops, fn)
+	return b.submit(b.ops, fn, false)
 }
 
 // DoKeyed is Do for an operation that must not run in parallel with others of the same
 // key (they lock the same rows): such operations all go to one writer.
 func (b *Batcher) DoKeyed(ctx context.Context, key string, fn func(ctx context.Context, tx Tx) error) error {
 	if len(b.keyed) == 1 {
-		return b.submit(b.ops, fn)
+		return b.submit(b.ops, fn, false)
 	}
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(key))
-	return b.submit(b.keyed[h.Sum32()%uint32(len(b.keyed))], fn)
+	return b.submit(b.keyed[h.Sum32()%uint32(len(b.keyed))], fn, false)
 }
 
-// DoBulk is Do for bulk work, which yields to interactive operations: keep each fn
+// DoBulk is Do for bulk work that a caller waits for (a broadcast's recipients, stored
+// before its API call answers), which yields to interactive operations: keep each fn
 // small (a few rows), since a transaction takes only a few bulk operations.
 func (b *Batcher) DoBulk(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
-	return b.submit(b.bulk, fn)
+	return b.submit(b.bulk, fn, false)
 }
 
-func (b *Batcher) submit(lane chan *batchOp, fn func(ctx context.Context, tx Tx) error) error {
+// DoBackground is DoBulk for work that no one waits for (a broadcast's fan-out): while
+// runs or triggers are being committed, the writer also rests between its transactions
+// (see restAfter).
+func (b *Batcher) DoBackground(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
+	return b.submit(b.bulk, fn, true)
+}
+
+func (b *Batcher) submit(lane chan *batchOp, fn func(ctx context.Context, tx Tx) error, background bool) error {
 	b.closeMu.RLock()
 	if b.closed {
 		b.closeMu.RUnlock()
 		return ErrClosed
 	}
-	op := &batchOp{fn: fn, done: make(chan error, 1)}
+	op := &batchOp{fn: fn, done: make(chan error, 1), background: background}
+	if lane != b.bulk {
+		b.lastInteractive.Store(time.Now().UnixNano())
+	}
 	lane <- op
 	b.closeMu.RUnlock()
 	return <-op.done
@@ -164,25 +184,20 @@ func (b *Batcher) loop(own, ops, bulk chan *batchOp) {
 	// A writer of bulk work alone neither takes turns with the others nor commits early
 	// for them: they wait for nothing of its.
 	interactiveWriter := own != nil || ops != nil
-	// Bulk work runs at background priority (see lowprio): another bot's trigger p99
-	// during a 100,000-recipient fan-out on 2 cores was lower in every pair measured
-	// (bench/broadcast, BENCHMARKS.md). A writer of bulk work alone runs so throughout;
-	// a writer of both lanes (SQLite's one) hands its bulk-only transactions to a worker
-	// that does, started when the first comes. Best effort: a thread whose priority
-	// cannot be lowered commits as fast, only without yielding the cores.
-	var background *lowprio.Worker
+	// A writer of bulk work alone (PostgreSQL's) runs at background priority (see
+	// lowprio). SQLite's one writer does not: a transaction of bulk work holds the
+	// database's only writer, and on a thread of lower priority the runs and triggers
+	// waiting for it waited, on busy cores, for the kernel to schedule that thread
+	// (stalls of 3–14 ms, BENCHMARKS.md). Best effort: a thread whose priority cannot be
+	// lowered commits as fast, only without yielding the cores.
 	if !interactiveWriter {
 		_ = lowprio.Pin()
 	}
-	defer func() {
-		if background != nil {
-			background.Stop()
-		}
-	}()
 	batch := make([]*batchOp, 0, b.maxOps)
 	// carried holds bulk operations a transaction gave up when interactive ones came:
 	// they go first into the next transactions, in order.
 	var carried []*batchOp
+	var rest time.Duration // before the next bulk-only transaction (restAfter)
 	for ops != nil || bulk != nil || own != nil || len(carried) > 0 {
 		batch = batch[:0]
 		// Interactive operations first; wait for any lane only when all are empty.
@@ -192,26 +207,25 @@ func (b *Batcher) loop(own, ops, bulk chan *batchOp) {
 			if ops == nil && bulk == nil && own == nil {
 				break
 			}
-			select {
-			case op, ok := <-own:
-				if !ok {
-					own = nil
-					continue
-				}
-				batch = append(batch, op)
-			case op, ok := <-ops:
-				if !ok {
-					ops = nil
-					continue
-				}
-				batch = append(batch, op)
-			case op, ok := <-bulk:
-				if !ok {
-					bulk = nil
-					continue
-				}
+			op, isBulk := next(&own, &ops, &bulk, nil)
+			switch {
+			case op == nil:
+				continue
+			case isBulk:
 				carried = append(carried, op)
+			default:
+				batch = append(batch, op)
 			}
+		}
+		if len(batch) == 0 && rest > 0 {
+			// Bulk work alone comes next: rest first, unless runs or triggers come.
+			t := time.NewTimer(rest)
+			var none chan *batchOp
+			if op, _ := next(&own, &ops, &none, t.C); op != nil {
+				batch = append(batch, op)
+			}
+			t.Stop()
+			rest = 0
 		}
 		takingTurns := interactiveWriter && b.takeTurns.Load()
 		if takingTurns {
@@ -237,23 +251,64 @@ func (b *Batcher) loop(own, ops, bulk chan *batchOp) {
 			// than make them wait for all its operations.
 			yield = func() bool { return len(b.ops) > 0 || len(own) > 0 }
 		}
-		var rest []*batchOp
-		if interactive == 0 && interactiveWriter {
-			if background == nil {
-				background = lowprio.Start()
-			}
-			background.Run(func() { rest = b.commit(batch, yield) })
-		} else {
-			rest = b.commit(batch, yield)
+		began := time.Now()
+		left := b.commit(batch, yield)
+		if interactive == 0 && interactiveWriter && slices.ContainsFunc(batch[:len(batch)-len(left)], func(op *batchOp) bool { return op.background }) {
+			rest = b.restAfter(began)
 		}
-		if len(rest) > 0 {
-			carried = append(slices.Clone(rest), carried...)
+		if len(left) > 0 {
+			carried = append(slices.Clone(left), carried...)
 		}
 		if takingTurns {
 			b.turn.Unlock()
 		}
 		b.st.finishCheckpoint()
 	}
+}
+
+// restAfter is how long SQLite's writer rests after a transaction of background work
+// alone that began at began: as long as the transaction took, while runs or triggers
+// have come within busyWindow; not at all on a server with nothing else to do. The
+// writer is then busy with such work half the time at most, so half of the runs and
+// triggers find it free, and the cores are less busy: another bot's trigger p99 during
+// a 100,000-recipient fan-out fell by about a quarter, the fan-out from about 30,000 to
+// 17,000 recipients a second (bench/broadcast, BENCHMARKS.md). PostgreSQL's writer of
+// bulk work does not rest: runs and triggers never wait for it, and resting halved the
+// fan-out for no clear gain.
+func (b *Batcher) restAfter(began time.Time) time.Duration {
+	now := time.Now()
+	if now.Sub(time.Unix(0, b.lastInteractive.Load())) > busyWindow {
+		return 0
+	}
+	return now.Sub(began)
+}
+
+// busyWindow is how recently runs or triggers must have come for background work to
+// rest between its transactions.
+const busyWindow = 100 * time.Millisecond
+
+// next waits for an operation from own or ops (interactive), from bulk, or until stop
+// fires; a nil channel is never ready. It returns nil when stop fired or a lane was
+// found closed (that lane is then set to nil).
+func next(own, ops, bulk *chan *batchOp, stop <-chan time.Time) (op *batchOp, isBulk bool) {
+	var ok bool
+	select {
+	case op, ok = <-*own:
+		if !ok {
+			*own = nil
+		}
+	case op, ok = <-*ops:
+		if !ok {
+			*ops = nil
+		}
+	case op, ok = <-*bulk:
+		if !ok {
+			*bulk = nil
+		}
+		isBulk = true
+	case <-stop:
+	}
+	return op, isBulk
 }
 
 // drain moves operations already waiting in lane into batch until it holds limit; it

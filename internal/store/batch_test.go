@@ -251,3 +251,116 @@ func TestBatcherWritersTakeTurns(t *testing.T) {
 		t.Error("side by side, the writers' transactions never overlapped")
 	}
 }
+
+// TestBatcherBackgroundRests: SQLite's writer rests after a transaction of background
+// work (a fan-out's) for as long as it took, but only while runs or triggers come, and
+// never after bulk work a caller waits for (a broadcast's accept).
+func TestBatcherBackgroundRests(t *testing.T) {
+	const hold = 400 * time.Millisecond // the first transaction's length, and so the rest
+	for _, tc := range []struct {
+		name     string
+		lane     func(*store.Batcher, context.Context, func(context.Context, store.Tx) error) error
+		triggers bool // an interactive operation comes near the end of the first transaction
+		wantRest bool
+	}{
+		{"background while triggers come", (*store.Batcher).DoBackground, true, true},
+		{"background on an idle server", (*store.Batcher).DoBackground, false, false},
+		{"bulk a caller waits for", (*store.Batcher).DoBulk, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st := storetest.Open(t, storetest.SQLiteDSN(t))
+			ctx := context.Background()
+			batch := st.NewBatcher(0, 0)
+			defer batch.Close()
+			do := func(ctx context.Context, fn func(context.Context, store.Tx) error) error {
+				return tc.lane(batch, ctx, fn)
+			}
+			triggered := make(chan error, 1)
+			var once sync.Once
+			var firstEnded time.Time
+			err := do(ctx, func(ctx context.Context, tx store.Tx) error {
+				time.Sleep(hold - 30*time.Millisecond)
+				if tc.triggers {
+					once.Do(func() {
+						go func() { triggered <- batch.Do(ctx, func(context.Context, store.Tx) error { return nil }) }()
+					})
+				}
+				time.Sleep(30 * time.Millisecond)
+				firstEnded = time.Now()
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.triggers {
+				if err := <-triggered; err != nil {
+					t.Fatal(err)
+				}
+			}
+			var secondBegan time.Time
+			if err := do(ctx, func(context.Context, store.Tx) error { secondBegan = time.Now(); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			waited := secondBegan.Sub(firstEnded)
+			if tc.wantRest && waited < hold-100*time.Millisecond {
+				t.Errorf("the next transaction began %v after the first; want a rest of about %v", waited, hold)
+			}
+			if !tc.wantRest && waited > hold/2 {
+				t.Errorf("the next transaction began %v after the first; want no rest", waited)
+			}
+		})
+	}
+}
+
+// TestBatcherTriggersEndARest: an interactive operation that comes while SQLite's writer
+// rests from background work commits at once, ahead of the background work waiting.
+func TestBatcherTriggersEndARest(t *testing.T) {
+	const hold = 400 * time.Millisecond
+	st := storetest.Open(t, storetest.SQLiteDSN(t))
+	ctx := context.Background()
+	batch := st.NewBatcher(0, 0)
+	defer batch.Close()
+	noop := func(context.Context, store.Tx) error { return nil }
+	triggered := make(chan error, 1)
+	var once sync.Once
+	err := batch.DoBackground(ctx, func(ctx context.Context, tx store.Tx) error {
+		time.Sleep(hold - 30*time.Millisecond)
+		once.Do(func() { go func() { triggered <- batch.Do(ctx, noop) }() })
+		time.Sleep(30 * time.Millisecond)
+		return nil
+	})
+	if err == nil {
+		err = <-triggered
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The writer now rests for about hold.
+	var order []string
+	var mu sync.Mutex
+	ran := func(what string) func(context.Context, store.Tx) error {
+		return func(context.Context, store.Tx) error {
+			mu.Lock()
+			defer mu.Unlock()
+			order = append(order, what)
+			return nil
+		}
+	}
+	background := make(chan error, 1)
+	go func() { background <- batch.DoBackground(ctx, ran("background")) }()
+	time.Sleep(50 * time.Millisecond)
+	began := time.Now()
+	if err := batch.Do(ctx, ran("trigger")); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(began); took > hold/2 {
+		t.Errorf("the trigger's operation took %v; want it committed at once, not after the rest", took)
+	}
+	if err := <-background; err != nil {
+		t.Fatal(err)
+	}
+	if len(order) != 2 || order[0] != "trigger" {
+		t.Errorf("operations ran in the order %v; want the trigger's first", order)
+	}
+}
