@@ -47,7 +47,7 @@ type Sender interface {
 	// triggers.
 	Bulk(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error
 	// Background is Bulk for work no one waits for (the fan-out's), which also rests
-	// while runs and triggers are being committed.
+	// while runs and triggers come.
 	Background(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error
 }
 

@@ -157,8 +157,8 @@ const bulkChunk = 32
 // SendBulk is SendBatch for bulk work (a broadcast's fan-out), which must not hold up
 // runs and triggers: its commits go through the group commit's bulk lane in small
 // chunks, as background work (store.Batcher.DoBackground), which interactive operations
-// overtake. A chunk that cannot be stored does not
-// fail the others: its sends get failed, retryable results (their keys stay free).
+// overtake. A chunk that cannot be stored does not fail the others: its sends get
+// failed, retryable results (their keys stay free).
 func (e *Engine) SendBulk(ctx context.Context, sends []OneOff) ([]SendResult, error) {
 	return e.sendBatch(ctx, sends, true)
 }

@@ -52,8 +52,8 @@ type Batcher struct {
 type batchOp struct {
 	fn   func(ctx context.Context, tx Tx) error
 	done chan error
-	// background bulk work rests between transactions while runs and triggers are
-	// committed (DoBackground).
+	// background bulk work rests between transactions while runs and triggers come
+	// (DoBackground).
 	background bool
 }
 
@@ -142,8 +142,8 @@ func (b *Batcher) DoBulk(ctx context.Context, fn func(ctx context.Context, tx Tx
 }
 
 // DoBackground is DoBulk for work that no one waits for (a broadcast's fan-out): while
-// runs or triggers are being committed, the writer also rests between its transactions
-// (see restAfter).
+// runs or triggers come, SQLite's writer also rests between its transactions (see
+// restAfter).
 func (b *Batcher) DoBackground(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
 	return b.submit(b.bulk, fn, true)
 }
