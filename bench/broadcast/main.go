@@ -41,6 +41,7 @@ func main() {
 	db := flag.String("db", "", "database (default: a fresh SQLite file in a temporary directory)")
 	n := flag.Int("recipients", 100_000, "recipients of the broadcast")
 	rate := flag.Int("trigger-rate", 200, "triggers a second for another bot, before and during the broadcast (0: none)")
+	idleFor := flag.Duration("idle", 6*time.Second, "how long the triggers' idle latency is measured, before the broadcast (about as many as during the fan-out)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the fan-out to this file")
 	flag.Parse()
 	ctx := context.Background()
@@ -68,7 +69,7 @@ func main() {
 		return loadgen.Paced(ctx, *rate, stop, trigger)
 	}
 	idleStop := make(chan struct{})
-	time.AfterFunc(3*time.Second, func() { close(idleStop) })
+	time.AfterFunc(*idleFor, func() { close(idleStop) })
 	schedBefore := schedLatencies()
 	idle := paced(idleStop)
 	report("trigger, idle:", idle)
@@ -96,6 +97,7 @@ func main() {
 
 	stopFanOut := during()
 	schedBefore = schedLatencies()
+	allocBefore := readGC()
 	var published time.Duration
 	var polls []time.Duration
 	for {
@@ -118,6 +120,9 @@ func main() {
 	slices.Sort(polls)
 	fmt.Printf("summary polls:          %d, p50 %s, max %s\n", len(polls), polls[len(polls)/2].Round(time.Microsecond), polls[len(polls)-1].Round(time.Microsecond))
 	reportSched("scheduling latency, fan-out:", schedBefore)
+	allocAfter := readGC()
+	fmt.Printf("heap, fan-out:          %.1f KB allocated a recipient, %d collections\n",
+		float64(allocAfter.allocated-allocBefore.allocated)/float64(*n)/1e3, allocAfter.collections-allocBefore.collections)
 	fmt.Printf("peak RSS:               %s\n", peakRSS())
 }
 
@@ -238,6 +243,15 @@ func schedLatencies() *metrics.Float64Histogram {
 	m := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
 	metrics.Read(m)
 	return m[0].Value.Float64Histogram()
+}
+
+// gcWork is what the process had allocated, and how many collections it had run.
+type gcWork struct{ allocated, collections uint64 }
+
+func readGC() gcWork {
+	m := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(m)
+	return gcWork{allocated: m[0].Value.Uint64(), collections: m[1].Value.Uint64()}
 }
 
 // reportSched prints quantiles of the scheduling latencies since before.

@@ -113,7 +113,7 @@ const sendRowsPerInsert = 64
 func (s *Store) InsertSends(ctx context.Context, q Querier, sends []NewSend) ([]int64, error) {
 	ids := make([]int64, len(sends))
 	var sql strings.Builder
-	args := make([]any, 0, sendRowsPerInsert*14)
+	args := make([]any, 0, min(len(sends), sendRowsPerInsert)*14)
 	for start := 0; start < len(sends); start += sendRowsPerInsert {
 		chunk := sends[start:min(start+sendRowsPerInsert, len(sends))]
 		sql.Reset()
