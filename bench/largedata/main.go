@@ -25,7 +25,6 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/parleyhq/parley/bench/internal/loadgen"
@@ -191,11 +190,11 @@ func main() {
 // figure that other work on a shared machine does not inflate as it does latency. On
 // PostgreSQL the database server's own CPU is not in it.
 func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		log.Fatal(err)
+	d, ok := loadgen.ProcessCPU()
+	if !ok {
+		log.Fatal("the process's CPU time cannot be read on this system")
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return d
 }
 
 func fixed(u string) func() string { return func() string { return u } }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/parleyhq/parley/internal/app"
@@ -17,6 +16,8 @@ import (
 // share it), PostgreSQL's CPU and the store's traffic counters.
 type Usage struct {
 	Self, PG time.Duration
+	// SelfKnown is false where the process's CPU time cannot be read (ProcessCPU).
+	SelfKnown bool
 	// PGKnown is false when PostgreSQL's processes could not be read (another machine,
 	// or SQLite).
 	PGKnown bool
@@ -26,9 +27,8 @@ type Usage struct {
 // Sample reads the usage counters of s and the instances that joined it now; Sub of two
 // samples is what happened between.
 func Sample(ctx context.Context, s *Server) Usage {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	u := Usage{Self: time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
+	var u Usage
+	u.Self, u.SelfKnown = ProcessCPU()
 	for _, srv := range append([]*app.Server{s.Server}, s.joined...) {
 		u.DB = u.DB.Add(srv.Store().Stats())
 	}
@@ -95,8 +95,8 @@ func procCPU(pid int) (time.Duration, bool) {
 
 // Sub is the usage from earlier to u.
 func (u Usage) Sub(earlier Usage) Usage {
-	return Usage{Self: u.Self - earlier.Self, PG: u.PG - earlier.PG, PGKnown: u.PGKnown && earlier.PGKnown,
-		DB: u.DB.Sub(earlier.DB)}
+	return Usage{Self: u.Self - earlier.Self, SelfKnown: u.SelfKnown && earlier.SelfKnown, PG: u.PG - earlier.PG,
+		PGKnown: u.PGKnown && earlier.PGKnown, DB: u.DB.Sub(earlier.DB)}
 }
 
 // UsageHeader is the header of PerRun's columns.
@@ -108,15 +108,17 @@ func (u Usage) PerRun(runs int) string {
 		return ""
 	}
 	n := float64(runs)
-	pg := "-"
-	if u.PGKnown {
-		pg = fmt.Sprintf("%.0f", float64(u.PG.Microseconds())/n)
+	perRun := func(d time.Duration, known bool) string {
+		if !known {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f", float64(d.Microseconds())/n)
 	}
 	opsPerCommit := 0.0
 	if u.DB.Commits > 0 {
 		opsPerCommit = float64(u.DB.Ops) / float64(u.DB.Commits)
 	}
-	return fmt.Sprintf("%10.0f %10s %10.2f %10.2f %11.1f", float64(u.Self.Microseconds())/n, pg,
+	return fmt.Sprintf("%10s %10s %10.2f %10.2f %11.1f", perRun(u.Self, u.SelfKnown), perRun(u.PG, u.PGKnown),
 		float64(u.DB.RoundTrips)/n, float64(u.DB.Statements)/n, opsPerCommit)
 }
 
