@@ -271,8 +271,9 @@ func (b *Batcher) loop(own, ops, bulk chan *batchOp) {
 // have come within busyWindow; not at all on a server with nothing else to do. The
 // writer is then busy with such work half the time at most, so half of the runs and
 // triggers find it free, and the cores are less busy: another bot's trigger p99 during
-// a 100,000-recipient fan-out fell by about a quarter, the fan-out from about 30,000 to
-// 17,000 recipients a second (bench/broadcast, BENCHMARKS.md). PostgreSQL's writer of
+// a 100,000-recipient fan-out fell by about a fifth (from a median 2.34× idle to 1.85×
+// over some thirty runs each), the fan-out from about 30,000 to 18,000 recipients a
+// second (bench/broadcast, BENCHMARKS.md). PostgreSQL's writer of
 // bulk work does not rest: runs and triggers never wait for it, and resting halved the
 // fan-out for no clear gain.
 func (b *Batcher) restAfter(began time.Time) time.Duration {
