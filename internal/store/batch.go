@@ -44,8 +44,11 @@ type Batcher struct {
 	// queued up while the other committed (SetTakeTurns).
 	takeTurns atomic.Bool
 	turn      sync.Mutex
-	// lastInteractive is when the last interactive operation came (UnixNano), for
-	// restAfter.
+	// bulkShared is true when the writers of interactive work commit bulk work too
+	// (SQLite's one writer): only then does background work rest (restAfter).
+	bulkShared bool
+	// lastInteractive is when the last interactive operation came (UnixNano), kept
+	// only when bulkShared, for restAfter.
 	lastInteractive atomic.Int64
 }
 
@@ -82,6 +85,7 @@ func (s *Store) NewBatcher(writers, maxOps int) *Batcher {
 	// during a 100,000-recipient fan-out on PostgreSQL (bench/broadcast, BENCHMARKS.md).
 	// SQLite has one writer connection, so there the writers share the lanes.
 	bulkApart := s.dialect == Postgres
+	b.bulkShared = !bulkApart
 	interactiveBulk := b.bulk
 	if bulkApart {
 		interactiveBulk = nil
@@ -155,7 +159,7 @@ func (b *Batcher) submit(lane chan *batchOp, fn func(ctx context.Context, tx Tx)
 		return ErrClosed
 	}
 	op := &batchOp{fn: fn, done: make(chan error, 1), background: background}
-	if lane != b.bulk {
+	if b.bulkShared && lane != b.bulk {
 		b.lastInteractive.Store(time.Now().UnixNano())
 	}
 	lane <- op
@@ -253,7 +257,7 @@ func (b *Batcher) loop(own, ops, bulk chan *batchOp) {
 		}
 		began := time.Now()
 		left := b.commit(batch, yield)
-		if interactive == 0 && interactiveWriter && slices.ContainsFunc(batch[:len(batch)-len(left)], func(op *batchOp) bool { return op.background }) {
+		if interactive == 0 && b.bulkShared && slices.ContainsFunc(batch[:len(batch)-len(left)], func(op *batchOp) bool { return op.background }) {
 			rest = b.restAfter(began)
 		}
 		if len(left) > 0 {
@@ -273,9 +277,9 @@ func (b *Batcher) loop(own, ops, bulk chan *batchOp) {
 // triggers find it free, and the cores are less busy: another bot's trigger p99 during
 // a 100,000-recipient fan-out fell by about a fifth (from a median 2.34× idle to 1.85×
 // over some thirty runs each), the fan-out from about 30,000 to 18,000 recipients a
-// second (bench/broadcast, BENCHMARKS.md). PostgreSQL's writer of
-// bulk work does not rest: runs and triggers never wait for it, and resting halved the
-// fan-out for no clear gain.
+// second (bench/broadcast, BENCHMARKS.md). PostgreSQL's writer of bulk work does not
+// rest: runs and triggers never wait for it, and resting halved the fan-out for no clear
+// gain.
 func (b *Batcher) restAfter(began time.Time) time.Duration {
 	now := time.Now()
 	if now.Sub(time.Unix(0, b.lastInteractive.Load())) > busyWindow {
